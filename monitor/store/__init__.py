@@ -1,0 +1,1 @@
+"""The database: pool, migrations, capability detection and shared queries."""

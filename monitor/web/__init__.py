@@ -1,0 +1,1 @@
+"""The aiohttp server: REST API, WebSocket hub, auth and roles, static wallboard, metrics."""

@@ -1,0 +1,25 @@
+"""Typed application state: every ``web.AppKey`` of the service, in one module."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from monitor.config import Config
+    from monitor.mqtt import MqttBus
+    from monitor.store.db import Database
+    from monitor.tasks import TaskGroup
+    from monitor.web.auth import LoginThrottle
+    from monitor.web.hub import Hub
+
+CONFIG: web.AppKey[Config] = web.AppKey("config")
+DB: web.AppKey[Database] = web.AppKey("db")
+BUS: web.AppKey[MqttBus] = web.AppKey("bus")
+TASKS: web.AppKey[TaskGroup] = web.AppKey("tasks")
+HUB: web.AppKey[Hub] = web.AppKey("hub")
+THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("throttle")
+ROLES: web.AppKey[frozenset[str]] = web.AppKey("roles")
+# Each area keeps its service object under its own key; the value's type is the area's.
+SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services")

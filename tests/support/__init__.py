@@ -1,0 +1,1 @@
+"""Test services: real PostgreSQL, Mosquitto, RTSP server and browser on loopback."""
