@@ -17,6 +17,7 @@ from aiohttp import web
 
 from monitor.config import Config
 from monitor.errors import DatabaseUnavailable
+from monitor.findings import FindingBus
 from monitor.mqtt import MqttBus
 from monitor.store.db import Database, detect_timescale
 from monitor.store.migrate import migrate
@@ -26,7 +27,7 @@ from monitor.web import core_api
 from monitor.web.auth import LoginThrottle
 from monitor.web.errors import error_middleware
 from monitor.web.hub import Hub
-from monitor.web.keys import BUS, CONFIG, DB, HUB, ROLES, SERVICES, TASKS, THROTTLE
+from monitor.web.keys import BUS, CONFIG, DB, FINDINGS, HUB, ROLES, SERVICES, TASKS, THROTTLE
 from monitor.web.security import auth_middleware
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _tasks_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[TASKS].supervise("findings", app[FINDINGS].run)
     yield
     await app[TASKS].stop(timeout_s=5.0)
 
@@ -90,6 +92,7 @@ def build_app(cfg: Config, *, roles: frozenset[str] = ALL_ROLES, client_id: str 
     app[BUS] = MqttBus(cfg.mqtt, client_id=f"{client_id}-{'-'.join(sorted(roles))}")
     app[DB_READY] = asyncio.Event()
     app[SERVICES] = {}
+    app[FINDINGS] = FindingBus()
     # Contexts are torn down in reverse: tasks stop first, then the bus, then the pool.
     app.cleanup_ctx.append(_db_ctx)
     app.cleanup_ctx.append(_bus_ctx)

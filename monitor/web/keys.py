@@ -8,6 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from monitor.config import Config
+    from monitor.findings import FindingBus
     from monitor.mqtt import MqttBus
     from monitor.store.db import Database
     from monitor.tasks import TaskGroup
@@ -20,6 +21,7 @@ BUS: web.AppKey[MqttBus] = web.AppKey("bus")
 TASKS: web.AppKey[TaskGroup] = web.AppKey("tasks")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("throttle")
+FINDINGS: web.AppKey[FindingBus] = web.AppKey("findings")
 ROLES: web.AppKey[frozenset[str]] = web.AppKey("roles")
 # Each area keeps its service object under its own key; the value's type is the area's.
 SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services")
