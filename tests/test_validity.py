@@ -32,7 +32,7 @@ def cyl(**kw: object) -> Cylinder:
      date(2026, 1, 1), None, "inspection_due"),  # an inspection long before the 8 years does not count
     (cyl(manufactured=date(2018, 1, 2)), date(2026, 1, 1), "st-a", "ok"),  # the day before 8 years
     (cyl(manufactured=date(2016, 2, 29), last_inspection=date(2024, 1, 5), inspection_passed=True),
-     date(2028, 2, 28), None, "over_age"),
+     date(2028, 2, 29), None, "over_age"),
 ])
 def test_validity(c: Cylinder | None, at: date, site: str | None, expected: str) -> None:
     assert validity(c, at=at, fill_site=site) == expected
