@@ -91,3 +91,12 @@ async def running_service(cfg: Config, **kw: Any) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{cfg.server.port}"
     finally:
         await asyncio.wait_for(runner.cleanup(), 15)
+
+
+@pytest.fixture(scope="session")
+def timescale_url() -> Iterator[str]:
+    """A real TimescaleDB (in WebAssembly) on loopback; one connection at a time."""
+    from tests.support.timescale import timescale_server
+
+    with timescale_server() as url:
+        yield url
