@@ -26,7 +26,7 @@ from monitor.logs import setup_logging
 log = logging.getLogger("monitor")
 
 # Parts add their sub-commands here: modules with ``register(subparsers)``.
-COMMAND_MODULES: list[str] = ["monitor.demo"]
+COMMAND_MODULES: list[str] = ["monitor.demo", "monitor.sim.cli"]
 
 
 def _db_url(args: argparse.Namespace) -> str:
