@@ -58,6 +58,9 @@ class DetectorConfig(Strict):
     confidence: float = Field(0.35, gt=0.0, lt=1.0)
     batch: int = Field(8, ge=1, le=64, description="frames from many cameras per inference call")
     tracker: Literal["bytetrack", "botsort"] = "bytetrack"
+    export_dir: str | None = Field(
+        None, description="where OpenVINO/ONNX exports of .pt weights are cached; default: beside the weights"
+    )
 
 
 class DetectorOverride(Strict):

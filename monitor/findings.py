@@ -51,6 +51,8 @@ class Finding:
     active: bool = True
     reason: str | None = None  # invalid_cylinder: one of INVALID_REASONS
     details: dict[str, Any] = field(default_factory=dict)  # evidence: tracks, frame times, scan ids, readings
+    # An annotated JPEG of the moment (detectors: boxes, track ids, zones drawn); not in as_json.
+    image: bytes | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:

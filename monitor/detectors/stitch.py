@@ -1,0 +1,163 @@
+"""Person identities over raw tracker ids (pure).
+
+Raw tracker ids split and flicker on real footage: a partly hidden person alternates
+between two ids, a short box appears inside a person, an id is lost behind an obstacle
+and a new one starts where it vanished. One finding per raw id over-counts, so the rules
+key their state on a *person* id that this stitcher keeps:
+
+- a raw id it has seen keeps its person;
+- a new raw id whose box lies mostly inside the box of a person seen in the same frame
+  is a fragment of that person;
+- a new raw id that appears within ``reid_dist`` (normalised, feet to feet) of where a
+  person vanished less than ``reid_gap_s`` ago, or of where that person was walking to
+  (its last velocity carried on), inherits that person (the nearest one);
+- otherwise it is a new person.
+
+Persons unseen for longer than ``reid_gap_s`` end; ``update`` reports them so the
+callers prune their own per-person state. Time is in seconds from the frame timestamps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass
+class Person:
+    pid: int
+    first_ts: float
+    last_ts: float
+    anchor: tuple[float, float]  # feet, normalised
+    box: tuple[float, float, float, float]
+    raw_ids: set[int] = field(default_factory=set)
+    velocity: tuple[float, float] = (0.0, 0.0)  # feet, normalised per second (smoothed)
+
+    def predicted(self, ts: float, horizon_s: float) -> tuple[float, float]:
+        """Where the feet would be at ``ts`` walking on as before (at most ``horizon_s`` ahead)."""
+        dt = min(max(ts - self.last_ts, 0.0), horizon_s)
+        return (self.anchor[0] + self.velocity[0] * dt, self.anchor[1] + self.velocity[1] * dt)
+
+
+class TrackStitcher:
+    def __init__(
+        self, reid_gap_s: float, reid_dist: float, *, contain: float = 0.85, max_fragment: float = 0.6
+    ) -> None:
+        self.reid_gap_s = reid_gap_s
+        self.reid_dist = reid_dist
+        self.contain = contain
+        self.max_fragment = max_fragment
+        self.persons: dict[int, Person] = {}
+        self._by_raw: dict[int, int] = {}
+        self._next = 1
+        self.reidentified = 0  # raw ids that inherited a vanished person
+        self.fragments = 0  # raw ids folded into a person seen in the same frame
+
+    def update(
+        self, ts: float, raw_ids: npt.NDArray[np.int64], boxes: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.int64], list[Person]]:
+        """Person id for each row (raw id ``-1`` rows get ``-1``), and the persons that ended."""
+        ended = self._prune(ts)
+        n = len(raw_ids)
+        pids = np.full(n, -1, np.int64)
+        for i in range(n):
+            r = int(raw_ids[i])
+            if r >= 0 and r in self._by_raw:
+                pids[i] = self._by_raw[r]
+        present = {int(p) for p in pids if p >= 0}
+        new_rows = [i for i in range(n) if pids[i] < 0 and raw_ids[i] >= 0]
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) if n else np.zeros(0)
+        for i in sorted(new_rows, key=lambda k: -float(areas[k])):
+            pid = self._fragment_of(i, boxes, pids)
+            if pid is not None:
+                self.fragments += 1
+            else:
+                pid = self._vanished_near(ts, boxes[i], present)
+                if pid is not None:
+                    self.reidentified += 1
+                else:
+                    pid = self._new_person(ts, boxes[i])
+            pids[i] = pid
+            present.add(pid)
+            self._by_raw[int(raw_ids[i])] = pid
+            self.persons[pid].raw_ids.add(int(raw_ids[i]))
+        # One representative box per person: the largest (a fragment never moves the feet).
+        for p, i in self.representative_rows(pids, boxes).items():
+            person = self.persons[p]
+            feet = _feet(boxes[i])
+            dt = ts - person.last_ts
+            if dt > 0:
+                k = min(1.0, dt / 1.0)  # about a second of memory
+                vx = (feet[0] - person.anchor[0]) / dt
+                vy = (feet[1] - person.anchor[1]) / dt
+                person.velocity = (
+                    (1 - k) * person.velocity[0] + k * vx, (1 - k) * person.velocity[1] + k * vy
+                )
+            person.last_ts = ts
+            person.box = _box(boxes[i])
+            person.anchor = feet
+        return pids, ended
+
+    def representative_rows(self, pids: npt.NDArray[np.int64], boxes: npt.NDArray[np.float32]) -> dict[int, int]:
+        """Row of the largest box of each person in a frame."""
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) if len(boxes) else np.zeros(0)
+        best: dict[int, int] = {}
+        for i, p in enumerate(pids.tolist()):
+            if p >= 0 and (p not in best or areas[i] > areas[best[p]]):
+                best[p] = i
+        return best
+
+    # -- helpers -------------------------------------------------------------------
+    def _prune(self, ts: float) -> list[Person]:
+        ended = [p for p in self.persons.values() if ts - p.last_ts > self.reid_gap_s]
+        for p in ended:
+            del self.persons[p.pid]
+            for r in p.raw_ids:
+                self._by_raw.pop(r, None)
+        return ended
+
+    def _fragment_of(self, i: int, boxes: npt.NDArray[np.float32], pids: npt.NDArray[np.int64]) -> int | None:
+        b = boxes[i]
+        area = float((b[2] - b[0]) * (b[3] - b[1]))
+        if area <= 0:
+            return None
+        for j in range(len(boxes)):
+            if j == i or pids[j] < 0:
+                continue
+            o = boxes[j]
+            iw = min(b[2], o[2]) - max(b[0], o[0])
+            ih = min(b[3], o[3]) - max(b[1], o[1])
+            o_area = float((o[2] - o[0]) * (o[3] - o[1]))
+            # Mostly inside, and clearly smaller: two people walking together are not fragments.
+            if iw > 0 and ih > 0 and float(iw * ih) / area >= self.contain and area <= self.max_fragment * o_area:
+                return int(pids[j])
+        return None
+
+    def _vanished_near(self, ts: float, box: npt.NDArray[np.float32], present: set[int]) -> int | None:
+        fx, fy = _feet(box)
+        best: tuple[float, int] | None = None
+        for p in self.persons.values():
+            if p.pid in present or p.last_ts >= ts or ts - p.last_ts > self.reid_gap_s:
+                continue
+            px, py = p.predicted(ts, self.reid_gap_s)
+            # Near where it vanished, or near where it was walking to.
+            d = min(float(np.hypot(fx - p.anchor[0], fy - p.anchor[1])), float(np.hypot(fx - px, fy - py)))
+            if d <= self.reid_dist and (best is None or d < best[0]):
+                best = (d, p.pid)
+        return None if best is None else best[1]
+
+    def _new_person(self, ts: float, box: npt.NDArray[np.float32]) -> int:
+        pid = self._next
+        self._next += 1
+        self.persons[pid] = Person(pid, ts, ts, _feet(box), _box(box))
+        return pid
+
+
+def _feet(b: npt.NDArray[np.float32]) -> tuple[float, float]:
+    return (float(b[0] + b[2]) / 2, float(b[3]))
+
+
+def _box(b: npt.NDArray[np.float32]) -> tuple[float, float, float, float]:
+    return (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
