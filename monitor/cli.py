@@ -26,7 +26,7 @@ from monitor.logs import setup_logging
 log = logging.getLogger("monitor")
 
 # Parts add their sub-commands here: modules with ``register(subparsers)``.
-COMMAND_MODULES: list[str] = ["monitor.demo", "monitor.sim.cli"]
+COMMAND_MODULES: list[str] = ["monitor.demo", "monitor.sim.cli", "monitor.sim.registry", "monitor.series.cli"]
 
 
 def _db_url(args: argparse.Namespace) -> str:
@@ -200,6 +200,23 @@ def cmd_apikeys(args: argparse.Namespace) -> int:
 
 
 # --- parser -------------------------------------------------------------------------
+
+def simulate_actions(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The sub-actions of the one ``simulate`` command (``simulate scenes``, ``simulate registry``).
+
+    Parts call this from their ``register(sub)``; the first call creates ``simulate``.
+    """
+    parser = sub.choices.get("simulate")
+    if parser is None:
+        parser = sub.add_parser("simulate", help="generate a simulated city's data (scenes, registry, ...)")
+        return parser.add_subparsers(dest="action", required=True, metavar="WHAT")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return parser.add_subparsers(dest="action", required=True, metavar="WHAT")
+
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -198,6 +198,16 @@ class CorrelationConfig(Strict):
     stock_hold_s: float = Field(120.0, ge=0)
     silent_after_s: float = Field(120.0, gt=0, description="a device silent this long is reported")
     clock_skew_s: float = Field(120.0, ge=0, description="how far in the future a timestamp may be")
+    # The series' ingest and fill segmentation (monitor/series) live in this section too.
+    spool_dir: str = Field("var/spool/series", description="on-disk spool for scans and readings while the DB is away")
+    spool_max_bytes: int = Field(1024**3, ge=1024, description="the spool refuses (503 / no MQTT ack) beyond this")
+    readings_retention_days: float = Field(90.0, ge=1, description="raw scale readings kept this long")
+    max_gross_kg: float = Field(150.0, gt=0, le=1000, description="a scale reading above this is impossible")
+    load_min_kg: float = Field(3.0, gt=0, description="a scale load at least this heavy is a cylinder")
+    fill_min_kg: float = Field(0.5, gt=0, description="weight gained that makes a fill (with or without gun signal)")
+    lift_grace_s: float = Field(20.0, ge=0, description="a cylinder lifted mid-fill and back within this continues it")
+    tare_match_kg: float = Field(2.0, ge=0, description="a scan matches a fill without a code if tares agree this well")
+    sweep_every_s: float = Field(5.0, gt=0, le=300, description="how often the time-window rules are swept")
 
 
 class RulesConfig(Strict):
