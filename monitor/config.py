@@ -231,6 +231,17 @@ class ControlConfig(Strict):
     auto_lock: dict[str, Literal["off", "gun", "station"]] = Field(
         default_factory=dict, description="rule id -> what to lock at once; off by default"
     )
+    interlock_workers: int = Field(4, ge=1, le=64, description="authorize requests decided at once")
+
+    @field_validator("auto_lock")
+    @classmethod
+    def _auto_lock_rules(cls, v: dict[str, str]) -> dict[str, str]:
+        from monitor.findings import RULES
+
+        unknown = sorted(set(v) - set(RULES))
+        if unknown:
+            raise ValueError(f"unknown rule id(s) {', '.join(unknown)}; one of {', '.join(sorted(RULES))}")
+        return v
 
 
 class Config(Strict):

@@ -8,6 +8,8 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from monitor.config import Config
+    from monitor.control.authorizer import Authorizer
+    from monitor.control.service import ControlService
     from monitor.findings import FindingBus
     from monitor.mqtt import MqttBus
     from monitor.store.db import Database
@@ -25,3 +27,6 @@ FINDINGS: web.AppKey[FindingBus] = web.AppKey("findings")
 ROLES: web.AppKey[frozenset[str]] = web.AppKey("roles")
 # Each area keeps its service object under its own key; the value's type is the area's.
 SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services")
+# Control (monitor/control): gun lock state and the interlock.
+CONTROL: web.AppKey[ControlService] = web.AppKey("control")
+INTERLOCK: web.AppKey[Authorizer] = web.AppKey("interlock")
