@@ -1,0 +1,119 @@
+"""Camera leases in PostgreSQL, for video workers spread over machines.
+
+Each worker calls ``LeaseKeeper.tick()`` every ``renew_s`` seconds. A tick renews the
+worker's leases (those it lost are reported), claims free or expired cameras up to its
+fair share with ``FOR UPDATE SKIP LOCKED`` (so two workers never claim the same row),
+and gives back cameras above its share so a newly started worker gets some. A worker
+that dies stops renewing; its leases expire after ``ttl_s`` and the others take them.
+Nothing home-made where PostgreSQL gives the guarantee: the row lock decides who wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LeaseChange:
+    gained: dict[str, int] = field(default_factory=dict)  # camera -> generation
+    lost: set[str] = field(default_factory=set)
+
+
+class LeaseKeeper:
+    def __init__(self, worker: str | None = None, *, ttl_s: float = 10.0, renew_s: float = 3.0) -> None:
+        self.worker = worker or f"{socket.gethostname()}-{os.getpid()}"
+        self.ttl_s = ttl_s
+        self.renew_s = renew_s
+        self.held: dict[str, int] = {}
+
+    async def register(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        async with conn.transaction():
+            await conn.execute(
+                """INSERT INTO video_workers (worker, host, pid) VALUES (%s, %s, %s)
+                   ON CONFLICT (worker) DO UPDATE SET seen_at = now()""",
+                (self.worker, socket.gethostname(), os.getpid()),
+            )
+            await conn.execute(
+                """INSERT INTO camera_leases (camera_id)
+                   SELECT id FROM cameras WHERE active ON CONFLICT (camera_id) DO NOTHING"""
+            )
+
+    async def tick(self, conn: psycopg.AsyncConnection[Any]) -> LeaseChange:
+        ch = LeaseChange()
+        ttl = f"{self.ttl_s} seconds"
+        async with conn.transaction():
+            await conn.execute("UPDATE video_workers SET seen_at = now() WHERE worker = %s", (self.worker,))
+            cur = await conn.execute(
+                """UPDATE camera_leases SET expires_at = now() + %s::interval
+                   WHERE worker = %s AND expires_at > now() RETURNING camera_id, generation""",
+                (ttl, self.worker),
+            )
+            renewed = {r["camera_id"]: r["generation"] for r in await cur.fetchall()}
+            ch.lost = {c for c in self.held if renewed.get(c) != self.held[c]}
+            for c in ch.lost:
+                log.warning("lease on camera %s lost by %s", c, self.worker)
+            self.held = renewed
+            cur = await conn.execute(
+                """SELECT count(*) AS cams,
+                          (SELECT count(*) FROM video_workers
+                            WHERE worker <> %s AND seen_at > now() - %s::interval) AS others
+                   FROM camera_leases l JOIN cameras c ON c.id = l.camera_id WHERE c.active""",
+                (self.worker, ttl),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            share = math.ceil(row["cams"] / (row["others"] + 1)) if row["cams"] else 0
+            want = share - len(self.held)
+            if want > 0:
+                cur = await conn.execute(
+                    """WITH free AS (
+                           SELECT l.camera_id FROM camera_leases l JOIN cameras c ON c.id = l.camera_id
+                           WHERE c.active AND (l.worker IS NULL OR l.expires_at <= now())
+                           ORDER BY l.camera_id FOR UPDATE OF l SKIP LOCKED LIMIT %s)
+                       UPDATE camera_leases l SET worker = %s, generation = l.generation + 1,
+                              claimed_at = now(), expires_at = now() + %s::interval
+                       FROM free WHERE l.camera_id = free.camera_id
+                       RETURNING l.camera_id, l.generation""",
+                    (want, self.worker, ttl),
+                )
+                for r in await cur.fetchall():
+                    ch.gained[r["camera_id"]] = r["generation"]
+                    self.held[r["camera_id"]] = r["generation"]
+            elif want < 0:
+                extra = sorted(self.held)[share:]
+                await conn.execute(
+                    """UPDATE camera_leases SET worker = NULL, expires_at = '-infinity'
+                       WHERE worker = %s AND camera_id = ANY(%s)""",
+                    (self.worker, extra),
+                )
+                for c in extra:
+                    ch.lost.add(c)
+                    del self.held[c]
+        if ch.gained:
+            log.info("worker %s claimed %s", self.worker, ", ".join(sorted(ch.gained)))
+        return ch
+
+    async def release_all(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        async with conn.transaction():
+            await conn.execute(
+                "UPDATE camera_leases SET worker = NULL, expires_at = '-infinity' WHERE worker = %s", (self.worker,)
+            )
+            await conn.execute("DELETE FROM video_workers WHERE worker = %s", (self.worker,))
+        self.held.clear()
+
+    async def still_holds(self, conn: psycopg.AsyncConnection[Any], camera: str, generation: int) -> bool:
+        """Fencing check before reporting for ``camera``."""
+        cur = await conn.execute(
+            "SELECT 1 FROM camera_leases WHERE camera_id = %s AND worker = %s AND generation = %s AND expires_at > now()",
+            (camera, self.worker, generation),
+        )
+        return await cur.fetchone() is not None
