@@ -42,6 +42,9 @@ AreaSetup = Callable[[web.Application], None]
 def area_setups() -> list[AreaSetup]:
     """The parts of the product, in the order their contexts start."""
     setups: list[AreaSetup] = []
+    from monitor.alerts import setup as alerts_setup  # alerts, incidents, evidence, audit reads
+
+    setups.append(alerts_setup)
     from monitor.control import setup as control_setup  # gun locks and the interlock
 
     setups.append(control_setup)

@@ -216,12 +216,47 @@ class RulesConfig(Strict):
     correlation: CorrelationConfig = Field(default_factory=CorrelationConfig)
 
 
+class AlertRuleConfig(Strict):
+    """Per-rule overrides of the alert policy; unset fields take the section's defaults."""
+
+    raise_hold_s: float | None = Field(None, ge=0, description="the finding must persist this long to raise")
+    clear_hold_s: float | None = Field(None, ge=0, description="cleared this long before a condition resolves")
+    ack_timeout_s: float | None = Field(None, gt=0, description="escalate when not acknowledged within this")
+    latched: bool | None = Field(None, description="stay open until a supervisor closes, even when cleared")
+
+
 class AlertsConfig(Strict):
-    ack_timeout_s: dict[Literal["info", "warning", "critical"], float] = Field(
-        default_factory=lambda: _ack_times({"info": 3600.0, "warning": 600.0, "critical": 120.0})
+    ack_timeout_s: dict[Literal["info", "warning", "critical"], Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: _ack_times({"info": 3600.0, "warning": 600.0, "critical": 120.0}),
+        description="escalate an alert not acknowledged within this, by severity",
     )
-    remind_after_s: float = Field(3600.0, gt=0)
-    clear_hold_s: float = Field(30.0, ge=0)
+    remind_after_s: float = Field(3600.0, gt=0, description="remind when acknowledged but not closed")
+    clear_hold_s: float = Field(30.0, ge=0, description="a condition cleared this long resolves its alert")
+    raise_hold_s: float = Field(0.0, ge=0, description="a finding must persist this long to raise an alert")
+    rules: dict[str, AlertRuleConfig] = Field(default_factory=dict, description="per-rule overrides by rule id")
+    max_escalation: int = Field(3, ge=1, le=10, description="highest escalation level")
+    tick_s: float = Field(1.0, gt=0, le=60, description="how often holds, escalations and reminders are checked")
+    batch_max: int = Field(500, ge=1, le=10_000, description="findings written per transaction at most")
+    inbox_size: int = Field(20_000, ge=10, description="findings waiting for the database at most")
+    evidence_attempts: int = Field(4, ge=1, le=20, description="tries per evidence item")
+    evidence_concurrency: int = Field(8, ge=1, le=64, description="evidence items gathered at once")
+    evidence_queue: int = Field(256, ge=1, description="evidence items waiting at most (more are dropped, counted)")
+    trace_window_s: float = Field(300.0, gt=0, description="scale readings kept each side of a correlated alert")
+    load_alarms_per_10min: float = Field(1.0, gt=0, description="operator load guideline (alarms / 10 min)")
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, v: dict[str, AlertRuleConfig]) -> dict[str, AlertRuleConfig]:
+        check_alert_rules(v)
+        return v
+
+
+def check_alert_rules(rules: dict[str, AlertRuleConfig]) -> None:
+    from monitor.findings import RULES
+
+    unknown = sorted(set(rules) - set(RULES))
+    if unknown:
+        raise ValueError(f"unknown rule id(s) {', '.join(unknown)}; known: {', '.join(sorted(RULES))}")
 
 
 class ControlConfig(Strict):

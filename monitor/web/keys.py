@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from monitor.alerts.service import AlertsService
     from monitor.config import Config
     from monitor.control.authorizer import Authorizer
     from monitor.control.service import ControlService
@@ -30,3 +31,5 @@ SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services")
 # Control (monitor/control): gun lock state and the interlock.
 CONTROL: web.AppKey[ControlService] = web.AppKey("control")
 INTERLOCK: web.AppKey[Authorizer] = web.AppKey("interlock")
+# Alerts and incidents (monitor/alerts): the engine, evidence and the API's service.
+ALERTS: web.AppKey[AlertsService] = web.AppKey("alerts")

@@ -1,0 +1,399 @@
+"""SQL of the alerts part: alerts, findings, timeline, silences, maintenance, audit reads.
+
+Every function takes a connection inside the caller's transaction; the caller commits.
+People's transitions are conditional UPDATEs (``WHERE state = ...``) so that a refused or
+concurrent action changes nothing; the engine's writes are conditional on the state it
+last stored, so a person's action made in another process always wins.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from monitor.alerts.model import Alert, State
+from monitor.errors import InputError
+from monitor.findings import Finding
+
+Conn = psycopg.AsyncConnection[dict[str, Any]]
+MAX_DETAILS_BYTES = 64 * 1024
+
+
+def json_default(o: Any) -> Any:
+    if isinstance(o, datetime):
+        return o.astimezone(UTC).isoformat()
+    if hasattr(o, "tolist"):  # numpy arrays and scalars
+        return o.tolist()
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    if isinstance(o, bytes):
+        return f"<{len(o)} bytes>"
+    return str(o)
+
+
+def dumps(o: Any) -> str:
+    return json.dumps(o, default=json_default, ensure_ascii=False)
+
+
+def jsonb(o: Any) -> Jsonb:
+    return Jsonb(o, dumps=dumps)
+
+
+def details_jsonb(d: dict[str, Any]) -> Jsonb:
+    """A finding's details, capped in size (the cap is noted in the stored value)."""
+    text = dumps(d)
+    if len(text) > MAX_DETAILS_BYTES:
+        return jsonb({"truncated": True, "bytes": len(text), "keys": sorted(d)[:50]})
+    return Jsonb(d, dumps=lambda _o: text)
+
+
+# --- the engine's writes -------------------------------------------------------------
+
+_INSERT = """
+INSERT INTO alerts (rule, severity, state, site, source, subject, reason, summary, latched, first_seen,
+                    last_seen, count, opened_at, condition_active, cleared_at, silenced)
+VALUES (%(rule)s, %(severity)s, 'open', %(site)s, %(source)s, %(subject)s, %(reason)s, %(summary)s,
+        %(latched)s, %(first_seen)s, %(last_seen)s, %(count)s, %(opened_at)s, %(condition_active)s,
+        %(cleared_at)s, %(silenced)s)
+ON CONFLICT (rule, site, source, subject) WHERE state <> 'closed' DO UPDATE SET
+    count = alerts.count + EXCLUDED.count,
+    last_seen = greatest(alerts.last_seen, EXCLUDED.last_seen),
+    first_seen = least(alerts.first_seen, EXCLUDED.first_seen),
+    rev = alerts.rev + 1
+RETURNING *, (xmax = 0) AS inserted
+"""
+
+# Engine-owned fields, written as the engine holds them, only where the row is still in
+# the state the engine last stored (``expect``).
+_WRITE = """
+UPDATE alerts SET
+    count = count + %(delta)s,
+    last_seen = greatest(last_seen, %(last_seen)s),
+    first_seen = least(first_seen, %(first_seen)s),
+    severity = %(severity)s, summary = %(summary)s, reason = coalesce(%(reason)s, reason),
+    condition_active = %(condition_active)s, cleared_at = %(cleared_at)s, silenced = %(silenced)s,
+    state = %(state)s, opened_at = %(opened_at)s, resolved_at = %(resolved_at)s,
+    escalation = %(escalation)s, escalated_at = %(escalated_at)s, reminded_at = %(reminded_at)s,
+    acked_at = CASE WHEN %(reset_ack)s THEN NULL ELSE acked_at END,
+    acked_by = CASE WHEN %(reset_ack)s THEN NULL ELSE acked_by END,
+    ack_note = CASE WHEN %(reset_ack)s THEN NULL ELSE ack_note END,
+    rev = rev + 1
+WHERE id = %(id)s AND state = %(expect)s
+RETURNING *
+"""
+
+# After a conflict: only the count and times, on whatever live state the row now has.
+_COUNT = """
+UPDATE alerts SET count = count + %(delta)s, last_seen = greatest(last_seen, %(last_seen)s),
+                  rev = rev + 1
+WHERE id = %(id)s AND state <> 'closed'
+RETURNING *
+"""
+
+
+def _params(a: Alert) -> dict[str, Any]:
+    return {
+        "id": a.id, "rule": a.rule, "severity": a.severity, "site": a.site, "source": a.source,
+        "subject": a.subject, "reason": a.reason, "summary": a.summary, "latched": a.latched,
+        "first_seen": a.first_seen, "last_seen": a.last_seen, "count": a.count, "delta": a.pending,
+        "opened_at": a.opened_at, "condition_active": a.condition_active, "cleared_at": a.cleared_at,
+        "silenced": a.silenced, "state": a.state, "resolved_at": a.resolved_at, "escalation": a.escalation,
+        "escalated_at": a.escalated_at, "reminded_at": a.reminded_at,
+    }
+
+
+async def insert_alerts(conn: Conn, alerts: Sequence[Alert]) -> list[dict[str, Any]]:
+    """Insert new alerts (merging into a live one another process made); rows in order."""
+    if not alerts:
+        return []
+    cur = conn.cursor()
+    await cur.executemany(_INSERT, [_params(a) for a in alerts], returning=True)
+    rows: list[dict[str, Any]] = []
+    async for _ in cur.results():
+        row = await cur.fetchone()
+        assert row is not None
+        rows.append(row)
+    return rows
+
+
+async def write_alerts(
+    conn: Conn, alerts: Sequence[tuple[Alert, str, bool]]
+) -> list[dict[str, Any] | None]:
+    """Write engine fields of (alert, expected stored state, reset ack); None where the state moved."""
+    if not alerts:
+        return []
+    params = []
+    for a, expect, reset in alerts:
+        p = _params(a)
+        p["expect"] = expect
+        p["reset_ack"] = reset
+        params.append(p)
+    cur = conn.cursor()
+    await cur.executemany(_WRITE, params, returning=True)
+    out: list[dict[str, Any] | None] = []
+    async for _ in cur.results():
+        out.append(await cur.fetchone())
+    return out
+
+
+async def add_count(conn: Conn, a: Alert) -> dict[str, Any] | None:
+    cur = await conn.execute(_COUNT, {"id": a.id, "delta": a.pending, "last_seen": a.last_seen})
+    return await cur.fetchone()
+
+
+async def insert_findings(conn: Conn, rows: Iterable[tuple[Finding, int | None]]) -> int:
+    params = [
+        (f.ts, aid, f.rule, f.site, f.source, f.subject, f.severity, f.active, f.reason, f.summary,
+         details_jsonb(f.details))
+        for f, aid in rows
+    ]
+    if not params:
+        return 0
+    cur = conn.cursor()
+    await cur.executemany(
+        """INSERT INTO findings (ts, alert_id, rule, site, source, subject, severity, active, reason, summary,
+                                 details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        params,
+    )
+    return len(params)
+
+
+async def adopt_held_findings(conn: Conn, alert_id: int, a: Alert, since: datetime) -> None:
+    """File the findings that waited in a raise hold under the alert they raised."""
+    await conn.execute(
+        """UPDATE findings SET alert_id = %s
+           WHERE rule = %s AND site = %s AND source = %s AND subject = %s AND ts >= %s AND alert_id IS NULL""",
+        (alert_id, a.rule, a.site, a.source, a.subject, since),
+    )
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    ts: datetime
+    alert_id: int
+    action: str
+    actor: str
+    role: str | None
+    site: str
+    rule: str
+    severity: str
+    silenced: bool = False
+    latency_s: float | None = None
+    level: int | None = None
+    details: dict[str, Any] | None = None
+
+
+async def insert_actions(conn: Conn, rows: Sequence[ActionRow]) -> None:
+    if not rows:
+        return
+    cur = conn.cursor()
+    await cur.executemany(
+        """INSERT INTO alert_actions (ts, alert_id, action, actor, role, site, rule, severity, silenced,
+                                      latency_s, level, details)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        [(r.ts, r.alert_id, r.action, r.actor, r.role, r.site, r.rule, r.severity, r.silenced, r.latency_s,
+          r.level, jsonb(r.details or {})) for r in rows],
+    )
+
+
+async def load_live(conn: Conn) -> list[dict[str, Any]]:
+    cur = await conn.execute("SELECT * FROM alerts WHERE state <> 'closed' ORDER BY id")
+    return await cur.fetchall()
+
+
+async def get_alert(conn: Conn, alert_id: int, *, lock: bool = False) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        "SELECT * FROM alerts WHERE id = %s" + (" FOR UPDATE" if lock else ""), (alert_id,)
+    )
+    return await cur.fetchone()
+
+
+# --- people's transitions ------------------------------------------------------------
+
+
+async def ack(conn: Conn, alert_id: int, who: str, note: str | None, now: datetime) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        """UPDATE alerts SET state = 'acknowledged', acked_at = %s, acked_by = %s, ack_note = %s, rev = rev + 1
+           WHERE id = %s AND state = 'open' RETURNING *""",
+        (now, who, note, alert_id),
+    )
+    return await cur.fetchone()
+
+
+async def close(
+    conn: Conn, alert_id: int, who: str, disposition: str, note: str, now: datetime, sources: Sequence[State]
+) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        """UPDATE alerts SET state = 'closed', closed_at = %s, closed_by = %s, disposition = %s,
+                             close_note = %s, rev = rev + 1
+           WHERE id = %s AND state = ANY(%s) RETURNING *""",
+        (now, who, disposition, note, alert_id, list(sources)),
+    )
+    return await cur.fetchone()
+
+
+# --- queries -------------------------------------------------------------------------
+
+
+def encode_cursor(parts: Sequence[Any]) -> str:
+    raw = json.dumps([p.isoformat() if isinstance(p, datetime) else p for p in parts]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str, kinds: Sequence[type], field: str = "cursor") -> list[Any]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        parts = json.loads(raw)
+        if not isinstance(parts, list) or len(parts) != len(kinds):
+            raise ValueError("wrong shape")
+        out: list[Any] = []
+        for p, k in zip(parts, kinds, strict=True):
+            if k is datetime:
+                out.append(datetime.fromisoformat(p))
+            elif k is int:
+                if not isinstance(p, int):
+                    raise ValueError("not an integer")
+                out.append(p)
+            else:
+                out.append(k(p))
+        return out
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{field}: not a cursor this server gave out", field=field) from e
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    states: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
+    since: datetime | None = None
+
+
+async def list_alerts(
+    conn: Conn, flt: AlertFilter, *, after: tuple[int, datetime, int] | None, limit: int
+) -> tuple[list[dict[str, Any]], tuple[int, datetime, int] | None]:
+    """Most severe first, then newest; keyset pagination on (sev_rank, first_seen, id)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if flt.states:
+        where.append("state = ANY(%s)")
+        args.append(list(flt.states))
+    if flt.sites:
+        where.append("site = ANY(%s)")
+        args.append(list(flt.sites))
+    if flt.rules:
+        where.append("rule = ANY(%s)")
+        args.append(list(flt.rules))
+    if flt.since is not None:
+        where.append("last_seen >= %s")
+        args.append(flt.since)
+    if after is not None:
+        where.append("(sev_rank, first_seen, id) < (%s, %s, %s)")
+        args.extend(after)
+    sql = "SELECT * FROM alerts"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY sev_rank DESC, first_seen DESC, id DESC LIMIT %s"
+    args.append(limit + 1)
+    cur = await conn.execute(sql.encode(), args)
+    rows = await cur.fetchall()
+    nxt = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        nxt = (int(last["sev_rank"]), last["first_seen"], int(last["id"]))
+    return rows, nxt
+
+
+async def alert_findings(conn: Conn, alert_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        """SELECT id, ts, received_at, rule, site, source, subject, severity, active, reason, summary, details
+           FROM findings WHERE alert_id = %s ORDER BY ts DESC, id DESC LIMIT %s""",
+        (alert_id, limit),
+    )
+    return await cur.fetchall()
+
+
+async def alert_timeline(conn: Conn, alert_id: int) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        """SELECT ts, action, actor, role, silenced, latency_s, level, details FROM alert_actions
+           WHERE alert_id = %s ORDER BY ts, action""",
+        (alert_id,),
+    )
+    return await cur.fetchall()
+
+
+# --- silences and maintenance --------------------------------------------------------
+
+
+async def live_silences(conn: Conn, now: datetime) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT * FROM alert_silences WHERE lifted_at IS NULL AND expires_at > %s ORDER BY id", (now,)
+    )
+    return await cur.fetchall()
+
+
+async def live_maintenance(conn: Conn, now: datetime) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT * FROM maintenance_windows WHERE ended_at IS NULL AND ends_at > %s ORDER BY id", (now,)
+    )
+    return await cur.fetchall()
+
+
+# --- the audit trail, read -----------------------------------------------------------
+
+
+async def list_audit(
+    conn: Conn, *, target: str | None, action: str | None, actor: str | None, since: datetime | None,
+    until: datetime | None, after: tuple[datetime, int] | None, limit: int,
+) -> tuple[list[dict[str, Any]], tuple[datetime, int] | None]:
+    """Newest first; ``target`` matches itself and what lies under it (``site/x`` → ``site/x/...``);
+    ``action`` matches exactly or, ending in ``.*``, by prefix."""
+    where: list[str] = []
+    args: list[Any] = []
+    if target:
+        where.append("(target = %s OR target LIKE %s)")
+        args.extend([target, _like_prefix(target) + "/%"])
+    if action:
+        if action.endswith(".*"):
+            where.append("action LIKE %s")
+            args.append(_like_prefix(action[:-2]) + ".%")
+        else:
+            where.append("action = %s")
+            args.append(action)
+    if actor:
+        where.append("actor = %s")
+        args.append(actor)
+    if since is not None:
+        where.append("ts >= %s")
+        args.append(since)
+    if until is not None:
+        where.append("ts < %s")
+        args.append(until)
+    if after is not None:
+        where.append("(ts, id) < (%s, %s)")
+        args.extend(after)
+    sql = "SELECT id, ts, actor, role, action, target, reason, address, details FROM audit"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY ts DESC, id DESC LIMIT %s"
+    args.append(limit + 1)
+    cur = await conn.execute(sql.encode(), args)
+    rows = await cur.fetchall()
+    nxt = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        nxt = (rows[-1]["ts"], int(rows[-1]["id"]))
+    return rows, nxt
+
+
+def _like_prefix(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
