@@ -42,6 +42,10 @@ AreaSetup = Callable[[web.Application], None]
 def area_setups() -> list[AreaSetup]:
     """The parts of the product, in the order their contexts start."""
     setups: list[AreaSetup] = []
+    from monitor.alerts.correlation.service import setup as correlation_setup  # the correlation rules, live
+    from monitor.series.service import setup as series_setup  # scans, scale ingest, spool, fills, look-ups
+
+    setups += [series_setup, correlation_setup]
     from monitor.alerts import setup as alerts_setup  # alerts, incidents, evidence, audit reads
 
     setups.append(alerts_setup)

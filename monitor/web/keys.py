@@ -33,3 +33,12 @@ CONTROL: web.AppKey[ControlService] = web.AppKey("control")
 INTERLOCK: web.AppKey[Authorizer] = web.AppKey("interlock")
 # Alerts and incidents (monitor/alerts): the engine, evidence and the API's service.
 ALERTS: web.AppKey[AlertsService] = web.AppKey("alerts")
+
+if TYPE_CHECKING:
+    from monitor.alerts.correlation.engine import LiveCorrelation
+    from monitor.series.service import SeriesService
+
+# Scale and scan series (monitor/series): ingest, spool, fill sessions, scans.
+SERIES: web.AppKey[SeriesService] = web.AppKey("series")
+# The correlation rules at run time (monitor/alerts/correlation).
+CORRELATION: web.AppKey[LiveCorrelation] = web.AppKey("correlation")
