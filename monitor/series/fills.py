@@ -94,6 +94,12 @@ class FillSegmenter:
             return None
         return round(self.session.gross_max - self.session.tare, 3)
 
+    def end_so_far(self) -> datetime | None:
+        """When the session under way last filled (gun closed, or the last rise); None while filling."""
+        if self.session is None or self.filling:
+            return None
+        return self.session.ended_at if self.session.gun_seen else self.session.last_rise_at
+
     def code_so_far(self) -> str | None:
         if self.session is None:
             return None

@@ -51,6 +51,7 @@ class Session:
     checked: bool = False
     overfill_raised: bool = False
     ended: datetime | None = None
+    paused_at: datetime | None = None  # the gun closed (or the weight stopped rising) at; None: filling
 
 
 @dataclass
@@ -108,7 +109,10 @@ class LiveCorrelation:
                                details={"kind": "scale", "scale": r.scale})])
         start = self.current.get(key)
         s = self.sessions.get((r.site, r.scale, start)) if start is not None else None
-        if s is not None and s.cylinder is not None and not s.overfill_raised:
+        if s is None:
+            return
+        s.paused_at = seg.end_so_far()
+        if s.cylinder is not None and not s.overfill_raised:
             self._check_overfill(s, seg, r)
 
     def fill(self, e: FillEvent, seg: FillSegmenter) -> None:
@@ -145,7 +149,7 @@ class LiveCorrelation:
 
     def intervals(self, site: str | None = None) -> list[rules.Interval]:
         out = [iv for iv in self.recent if site is None or iv.site == site]
-        out += [rules.Interval(s.start.site, s.start.scale, s.start.started_at, None)
+        out += [rules.Interval(s.start.site, s.start.scale, s.start.started_at, s.paused_at)
                 for s in self.sessions.values() if s.ended is None and (site is None or s.start.site == site)]
         return out
 
