@@ -22,7 +22,15 @@ from monitor.series.service import SeriesService
 from monitor.sim.scales import FillPlan, fill_readings, payload, topic
 from monitor.web.keys import CORRELATION, FINDINGS, SERIES
 from tests.series.support import (
-    CuttableProxy, FindingLog, add_cylinders, api_key, count, new_code, publisher, reading_payload, service,
+    CuttableProxy,
+    FindingLog,
+    add_cylinders,
+    api_key,
+    count,
+    new_code,
+    publisher,
+    reading_payload,
+    service,
 )
 from tests.series.test_api import ROLES, series_config
 from tests.support.services import with_dbname
