@@ -325,7 +325,7 @@ async def alert_findings(conn: Conn, alert_id: int, limit: int = 50) -> list[dic
 async def alert_timeline(conn: Conn, alert_id: int) -> list[dict[str, Any]]:
     cur = await conn.execute(
         """SELECT ts, action, actor, role, silenced, latency_s, level, details FROM alert_actions
-           WHERE alert_id = %s ORDER BY ts, action""",
+           WHERE alert_id = %s ORDER BY ts, seq""",
         (alert_id,),
     )
     return await cur.fetchall()

@@ -72,6 +72,7 @@ CREATE INDEX findings_key ON findings (site, rule, source, subject, ts DESC);
 -- The timeline of each alert (raised, reopened, cleared, resolved, acknowledged, closed,
 -- escalated, reminded): the incident's history and the source of the operators' load.
 CREATE TABLE alert_actions (
+    seq       bigint GENERATED ALWAYS AS IDENTITY, -- the order of actions with equal times
     ts        timestamptz NOT NULL,
     alert_id  bigint NOT NULL,
     action    text NOT NULL CHECK (action IN ('raised', 'reopened', 'cleared', 'resolved', 'acknowledged',
