@@ -60,6 +60,30 @@ export class Api {
     return data;
   }
 
+  /** A file from the server (e.g. an export): {blob, filename}; errors as for request(). */
+  async download(method, path, { timeoutMs = 120000 } = {}) {
+    const headers = {};
+    if (method !== "GET" && this.csrf) headers["X-CSRF-Token"] = this.csrf;
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), timeoutMs);
+    try {
+      const resp = await fetch(path, { method, headers, credentials: "same-origin", signal: ctl.signal });
+      if (!resp.ok) {
+        const data = await resp.json().catch(() => null);
+        const err = data && data.error ? data.error : { code: "http_error", message: resp.statusText };
+        throw new ApiError(resp.status, err.code, err.message, err.field);
+      }
+      const cd = resp.headers.get("Content-Disposition") || "";
+      const m = /filename="?([^";]+)"?/.exec(cd);
+      return { blob: await resp.blob(), filename: m ? m[1] : null };
+    } catch (e) {
+      if (e instanceof ApiError) throw e;
+      throw new ApiError(0, ctl.signal.aborted ? "timeout" : "network", String(e.message || e));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   get(path, params, opts = {}) { return this.request("GET", path, { ...opts, params }); }
   post(path, body = {}, opts = {}) { return this.request("POST", path, { ...opts, body }); }
 }

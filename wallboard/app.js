@@ -1,12 +1,12 @@
 // The wallboard: log in, the header, the router, the live connection and resynchronisation.
 import { api } from "./api.js";
-import { h, replace, Disposer } from "./dom.js";
+import { h, replace, Disposer, coalesce } from "./dom.js";
 import { fmtClock, fmtDuration, setTimeZone } from "./fmt.js";
 import { t, setLang, onLang, currentLang } from "./i18n.js";
 import { Live } from "./live.js";
 import { atLeast } from "./model.js";
 import { store } from "./store.js";
-import { alarm, isMuted, setMuted, unlockAudio } from "./sound.js";
+import { alarm, isMuted, setMuted, soundStats, unlockAudio } from "./sound.js";
 import { closeDialog, toast } from "./dialog.js";
 import * as overview from "./views/overview.js";
 import * as wall from "./views/wall.js";
@@ -32,8 +32,11 @@ const missing = new Set();    // endpoints this server does not have (their part
 let current = null;            // {name, param, destroy}
 let session = null;            // Disposer for everything that lives while logged in
 
-window.__wall = { store, live, missing, stats: () => ({ listeners: store.listenerCount(), alerts: store.alerts.size,
-  cameras: store.cameras.size, ws: live.stats, state: live.state }) };
+// For the tests and for whoever looks at a wall that has run for weeks: sizes that must stay bounded.
+window.__wall = { store, live, missing, sound: soundStats, stats: () => ({
+  listeners: store.listenerCount(), handlers: [...live.handlers.values()].reduce((n, s) => n + s.size, 0),
+  topics: live.topics.size, alerts: store.alerts.size, cameras: store.cameras.size, guns: store.guns.size,
+  ws: live.stats, state: live.state }) };
 
 export const ctx = { store, live, api, missing, navigate, routeAllowed, refresh: resync };
 
@@ -88,11 +91,10 @@ async function load(path, params, apply) {
 async function loadAlerts() {
   // Active ones (any age) plus the most recent closed and resolved ones, for context.
   const got = [];
-  const ok = await load("/api/v1/alerts", { state: "open", limit: 200 }, (d) => got.push(...(d.alerts || d)));
+  const ok = await load("/api/v1/alerts", { state: "open,acknowledged", limit: 400 }, (d) => got.push(...(d.alerts || d)));
   if (!ok) return;
-  await load("/api/v1/alerts", { state: "acknowledged", limit: 200 }, (d) => got.push(...(d.alerts || d)));
   const since = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
-  await load("/api/v1/alerts", { since, limit: 100 }, (d) => got.push(...(d.alerts || d)));
+  await load("/api/v1/alerts", { state: "resolved,closed", since, limit: 100 }, (d) => got.push(...(d.alerts || d)));
   store.setAlerts(got);
 }
 
@@ -120,8 +122,12 @@ async function resync() {
 
 function wireLive(d) {
   d.add(live.on("alerts", (ev) => {
+    if (Array.isArray(ev.alerts)) {   // every live alert, greeting a new subscriber
+      for (const a of ev.alerts) store.alertEvent({ alert: a });
+      return;
+    }
     const r = store.alertEvent(ev);
-    if (r && r.fresh && r.alert.severity === "critical" && r.alert.state === "open") alarm();
+    if (r && r.fresh && r.alert.severity === "critical" && r.alert.state === "open" && ev.notify !== false) alarm();
   }));
   d.add(live.on("cameras", (ev) => store.cameraEvent(ev)));
   d.add(live.on("guns", (ev) => store.gunEvent(ev)));
@@ -193,7 +199,9 @@ function start(me) {
   session = new Disposer();
   renderShell();
   wireLive(session);
-  session.add(store.on("alerts", updateCritical));
+  const critical = coalesce(updateCritical);
+  session.add(critical.cancel);
+  session.add(store.on("alerts", critical));
   session.interval(() => {
     const c = document.getElementById("clock");
     if (c) c.textContent = fmtClock();

@@ -11,9 +11,11 @@ function niceMax(v) {
   return 10 * p;
 }
 
-/** points: [{x: number (ms), y: number}], marks: [{x, label}] vertical markers. */
-export function lineChart(points, { height = 180, yLabel = "", xFormat = String, marks = [], width = W } = {}) {
+/** series: [{name, points: [{x: number (ms), y: number}]}] (or one points array); marks: [{x, label}]. */
+export function lineChart(series, { height = 180, yLabel = "", xFormat = String, marks = [], width = W } = {}) {
   const pad = { l: 44, r: 10, t: 10, b: 22 };
+  if (series.length && series[0].x !== undefined) series = [{ name: "", points: series }];
+  const points = series.flatMap((s) => s.points);
   const svg = h("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none",
     role: "img", "aria-label": yLabel });
   if (!points.length) return svg;
@@ -38,7 +40,11 @@ export function lineChart(points, { height = 180, yLabel = "", xFormat = String,
     svg.append(h("line", { class: "mark", x1: X(m.x), x2: X(m.x), y1: pad.t, y2: height - pad.b },
       h("title", null, m.label || "")));
   }
-  svg.append(h("polyline", { class: "series", points: points.map((p) => `${X(p.x).toFixed(1)},${Y(p.y).toFixed(1)}`).join(" ") }));
+  series.forEach((s, i) => {
+    svg.append(h("polyline", { class: `series s${i % 4}`, points: s.points.map((p) => `${X(p.x).toFixed(1)},${Y(p.y).toFixed(1)}`).join(" ") },
+      h("title", null, s.name)));
+    if (s.name && series.length > 1) svg.append(h("text", { class: `legend-t s${i % 4}`, x: width - pad.r - 4, y: pad.t + 12 + i * 12, "text-anchor": "end" }, s.name));
+  });
   return svg;
 }
 

@@ -27,7 +27,7 @@ export function confirmTwoStep({ title, target, label, placeholder, confirmText,
   const errBox = h("div", { class: "form-error", role: "alert" });
   const area = h("textarea", { name: "reason", rows: 3, placeholder, maxlength: 500, required: true });
   const next = h("button", { class: "btn primary", type: "submit", "data-step": "1" }, t("common.next"));
-  const form = h("form", { class: "two-step", onsubmit: (e) => { e.preventDefault(); step2(); } },
+  const form = h("form", { class: "two-step", novalidate: true, onsubmit: (e) => { e.preventDefault(); step2(); } },
     h("div", { class: "target" }, target),
     h("label", null, label, area), errBox,
     h("div", { class: "buttons" }, h("button", { class: "btn", type: "button", onclick: closeDialog }, t("common.cancel")), next));

@@ -123,7 +123,7 @@ export function normGuns(data) { return list(data, "guns").map(normGun); }
 /** Detections: boxes in normalised 0..1 coordinates, either [x1,y1,x2,y2] or {x1,...}/{x,y,w,h}. */
 export function normDetections(ev) {
   const d = ev.detections && !Array.isArray(ev.detections) ? ev.detections : ev;
-  const raw = d.boxes || d.detections || [];
+  const raw = d.objects || d.boxes || d.detections || [];
   const boxes = [];
   for (const b of raw) {
     let x1, y1, x2, y2;

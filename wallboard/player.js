@@ -46,9 +46,10 @@ export class MsePlayer {
       this.stats.fragments++;
       if (!this.sb && !this.ms) { this.fail("media before the codec message"); return; }
       if (this.queue.length >= MAX_QUEUE) {
-        // Too far behind: start again from the next init, as a slow viewer must.
+        // Too far behind to catch up: start again (a fresh connection begins at a keyframe).
         this.stats.dropped += this.queue.length;
-        this.queue.length = 0;
+        this.fail("too far behind the live stream");
+        return;
       }
       this.queue.push(m.data);
       this.pump();
@@ -63,8 +64,18 @@ export class MsePlayer {
     try { msg = JSON.parse(text); } catch { return; }
     if (msg.type === "error") { this.fail(msg.message || "live relay error"); return; }
     const mime = mimeFromInit(msg);
-    if (!mime || this.ms) return;
+    if (!mime) return;
     if (!mseSupported(mime)) { this.fail(`codec not supported: ${mime}`); return; }
+    if (this.ms) {
+      // The stream's parameters changed: a new codec message, then a new init segment.
+      if (mime !== this.stats.mime) {
+        this.stats.mime = mime;
+        // In order: the segments already queued are of the old codec.
+        this.queue.push({ changeType: mime });
+        this.pump();
+      }
+      return;
+    }
     this.stats.mime = mime;
     this.gotData = true;
     const ms = new MediaSource();
@@ -93,7 +104,14 @@ export class MsePlayer {
     const sb = this.sb;
     if (!sb || sb.updating || !this.queue.length || this.stopped) return;
     try {
-      sb.appendBuffer(this.queue.shift());
+      const next = this.queue.shift();
+      if (next.changeType) {
+        if (typeof sb.changeType !== "function") { this.fail("codec changed"); return; }
+        sb.changeType(next.changeType);
+        this.pump();
+        return;
+      }
+      sb.appendBuffer(next);
     } catch (e) {
       if (e.name === "QuotaExceededError") { this.trim(true); return; }
       this.fail(String(e));

@@ -61,6 +61,11 @@ export class Store {
   }
 
   cameraEvent(ev) {
+    if (Array.isArray(ev.cameras)) {   // the state of every camera (greeting a new subscriber)
+      for (const x of ev.cameras) this.cameraEvent(x);
+      this.emit("cameras", null);
+      return;
+    }
     const c = cameraFromEvent(ev);
     if (!c) return;
     const old = this.cameras.get(c.id);

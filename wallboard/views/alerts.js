@@ -1,6 +1,6 @@
 // The alert queue: newest and most severe first, live; filters; acknowledge; lock a gun
 // or the whole station from an alert, with the lock's true state from the device.
-import { h, replace, select, Disposer } from "../dom.js";
+import { h, replace, select, Disposer, coalesce } from "../dom.js";
 import { t, tOr } from "../i18n.js";
 import { fmtAgo, fmtShort, fmtTime } from "../fmt.js";
 import { atLeast, ACTIVE_STATES } from "../model.js";
@@ -72,7 +72,7 @@ export function mount(el, { store, missing, query, navigate }) {
       ackBtn.disabled = true;
       try {
         const res = await ackAlert(a.id, note.value.trim());
-        store.alertEvent(res && res.id !== undefined ? res : { ...a, state: "acknowledged" });
+        store.alertEvent(res && res.alert ? res : { ...a, state: "acknowledged" });
         toast(t("alerts.acked"));
       } catch (e) {
         ackBtn.disabled = false;
@@ -103,8 +103,13 @@ export function mount(el, { store, missing, query, navigate }) {
         gunTable(store, a.site, { alertId: a.id })) : null);
   }
 
-  d.add(store.on("alerts", () => { renderList(); renderDetail(); }));
-  d.add(store.on("guns", () => renderDetail()));
+  // Bursts of events (a resync, a storm of alerts) render once per frame.
+  const redraw = coalesce(() => { renderList(); renderDetail(); });
+  const redrawDetail = coalesce(renderDetail);
+  d.add(redraw.cancel);
+  d.add(redrawDetail.cancel);
+  d.add(store.on("alerts", redraw));
+  d.add(store.on("guns", redrawDetail));
   d.add(store.on("sites", () => { renderBar(); renderList(); renderDetail(); }));
   d.add(store.on("missing", renderList));
   renderBar();

@@ -1,6 +1,6 @@
 // The focused live view of one camera: MSE from the live relay, MJPEG where that cannot
 // work, snapshots as the last resort; zones and live detections drawn over it.
-import { h, replace, Disposer } from "../dom.js";
+import { h, replace, Disposer, coalesce } from "../dom.js";
 import { t, tOr } from "../i18n.js";
 import { fmtAgo, fmtShort } from "../fmt.js";
 import { liveUrl, mjpegUrl, snapshotUrl } from "../actions.js";
@@ -9,6 +9,7 @@ import { drawOverlay } from "../overlay.js";
 import { normDetections, alertOrder, ACTIVE_STATES } from "../model.js";
 
 const RETRY_MSE_MS = 60000;   // after a fallback, try the live relay again this often
+const MSE_RETRIES = 2;        // reconnects to the live relay before falling back to MJPEG
 
 export function mount(el, { store, live, param, navigate }) {
   const d = new Disposer();
@@ -50,7 +51,7 @@ export function mount(el, { store, live, param, navigate }) {
       c.since ? [t("common.since", { t: "" }).trim(), `${fmtShort(c.since)} (${fmtAgo(c.since)})`] : null,
       c.reason ? [t("col.reason"), c.reason] : null,
       [t("alerts.site"), `${s.name} ${s.district ? `· ${s.district}` : ""}`],
-      ...Object.entries(c.counters || {}).slice(0, 8).map(([k, v]) => [k, String(v)]),
+      ...Object.entries(c.counters || {}).slice(0, 12).map(([k, v]) => [tOr(`counter.${k}`, k), String(v)]),
     ].filter(Boolean);
     replace(info, h("dl", null, rows.map(([k, v]) => [h("dt", null, k), h("dd", null, v)])));
     const list = [...store.alerts.values()].filter((a) => a.site === c.site && ACTIVE_STATES.includes(a.state)).sort(alertOrder).slice(0, 10);
@@ -67,13 +68,27 @@ export function mount(el, { store, live, param, navigate }) {
     el.querySelector(".stage").dataset.mode = m;
   }
 
+  let mseFailures = 0;
+  let mseSince = 0;
   function startMse() {
     player = new MsePlayer(video, liveUrl(camId), {
-      onState: (m) => setMode(m),
-      onFail: (why) => { console.warn("live relay:", why); player = null; startMjpeg(); },
+      onState: (m) => { setMode(m); mseSince = Date.now(); },
+      onFail: (why) => {
+        console.warn("live relay:", why);
+        player = null;
+        if (mseSince && Date.now() - mseSince > 30000) mseFailures = 0;   // it had been playing well
+        mseSince = 0;
+        if (++mseFailures <= MSE_RETRIES && !why.startsWith("codec not supported")) {
+          setMode("connecting");
+          retryTimer = d.timeout(() => { retryTimer = null; if (!player) startMse(); }, 1000 * 2 ** mseFailures);
+        } else {
+          startMjpeg();
+        }
+      },
     });
     player.start();
   }
+  let retryTimer = null;
 
   function startMjpeg() {
     setMode("mjpeg");
@@ -91,6 +106,7 @@ export function mount(el, { store, live, param, navigate }) {
   }
 
   function stopAll() {
+    if (retryTimer) { clearTimeout(retryTimer); retryTimer = null; }
     if (player) { player.stop(); player = null; }
     if (snapTimer) { clearInterval(snapTimer); snapTimer = null; }
     img.onerror = null;
@@ -105,15 +121,17 @@ export function mount(el, { store, live, param, navigate }) {
       stats.textContent = `${(player.stats.bytes / 1e6).toFixed(1)} MB${lag !== null ? ` · ${lag.toFixed(1)} s` : ""}`;
     } else stats.textContent = "";
   }, 100);
-  d.interval(() => { if (current !== "mse") { stopAll(); startMse(); } }, RETRY_MSE_MS);
+  d.interval(() => { if (current === "mjpeg" || current === "snapshot") { stopAll(); mseFailures = 0; startMse(); } }, RETRY_MSE_MS);
   d.add(live.subscribe([`detections:${camId}`]));
   d.add(live.on("detections", (ev) => {
     const det = normDetections(ev);
     if (det.camera === camId) detections = det;
   }));
-  d.add(store.on("cameras", (id) => { if (id === null || id === camId) renderInfo(); }));
-  d.add(store.on("alerts", renderInfo));
-  d.add(store.on("sites", renderInfo));
+  const redraw = coalesce(renderInfo);
+  d.add(redraw.cancel);
+  d.add(store.on("cameras", (id) => { if (id === null || id === camId) redraw(); }));
+  d.add(store.on("alerts", redraw));
+  d.add(store.on("sites", redraw));
   renderInfo();
   startMse();
   return () => { d.dispose(); stopAll(); };

@@ -32,7 +32,7 @@ export function openUnlock(store, site, gun) {
 /** The state word of a gun: what the device last confirmed, and the pending command. */
 export function gunBadges(g) {
   const out = [h("span", { class: ["lockstate", g.locked ? "locked" : "unlocked"], "data-locked": String(g.locked) },
-    g.locked ? `🔒 ${t("lock.locked")}` : t("lock.unlocked"))];
+    g.locked ? t("lock.locked") : t("lock.unlocked"))];
   if (g.commandState) {
     out.push(h("span", { class: ["cmd", g.commandState], "data-cmd": g.commandState }, tOr(`cmd.${g.commandState}`, g.commandState)));
   }

@@ -1,6 +1,6 @@
 // The stations panel: each station's guns, locked or not, who locked and why, pending
 // commands; lock (operators) and unlock with the rectification note (supervisors).
-import { h, replace, Disposer } from "../dom.js";
+import { h, replace, Disposer, coalesce } from "../dom.js";
 import { t } from "../i18n.js";
 import { ACTIVE_STATES, SEVERITY_RANK } from "../model.js";
 import { gunTable, stationButtons } from "./locks.js";
@@ -31,10 +31,9 @@ export function mount(el, { store, missing }) {
     }));
   }
 
-  d.add(store.on("guns", render));
-  d.add(store.on("sites", render));
-  d.add(store.on("alerts", render));
-  d.add(store.on("missing", render));
+  const redraw = coalesce(render);
+  d.add(redraw.cancel);
+  for (const kind of ["guns", "sites", "alerts", "missing"]) d.add(store.on(kind, redraw));
   render();
   return () => d.dispose();
 }

@@ -1,7 +1,7 @@
 // The video wall: every camera of the city as a tile, grouped by district or site kind,
 // paged; snapshots refresh for the visible page only, offline tiles stand out with since
 // when; zones and live detections drawn over the tiles when switched on.
-import { h, replace, select, Disposer } from "../dom.js";
+import { h, replace, select, Disposer, coalesce } from "../dom.js";
 import { t, tOr } from "../i18n.js";
 import { fmtAgo, fmtShort } from "../fmt.js";
 import { snapshotUrl } from "../actions.js";
@@ -142,6 +142,7 @@ export function mount(el, { store, live, missing, navigate, query }) {
       h("button", { class: "btn small", disabled: prefs.page >= pages - 1, onclick: () => { prefs.page++; render(); } }, t("common.nextpage")));
     subscribeDetections();
     schedule(true);
+    if (prefs.overlay) for (const rec of tiles.values()) paint(rec);
   }
 
   function subscribeDetections() {
@@ -182,13 +183,15 @@ export function mount(el, { store, live, missing, navigate, query }) {
     for (const rec of tiles.values()) paint(rec);
   }, 250);
   d.interval(() => { for (const rec of tiles.values()) if (rec.c.state !== "online") paintState(rec); }, 15000);
+  const rerender = coalesce(render);
+  d.add(rerender.cancel);
   d.add(store.on("cameras", (id) => {
-    if (id === null) { render(); return; }
+    if (id === null) { rerender(); return; }
     const rec = tiles.get(id);
-    if (rec) paintState(rec); else if (!store.cameras.has(id) || tiles.size < prefs.pageSize) render();
+    if (rec) paintState(rec); else if (tiles.size < prefs.pageSize) rerender();
   }));
-  d.add(store.on("sites", render));
-  d.add(store.on("missing", render));
+  d.add(store.on("sites", rerender));
+  d.add(store.on("missing", rerender));
   d.add(live.on("detections", (ev) => {
     const det = normDetections(ev);
     if (det.camera && tiles.has(det.camera)) detections.set(det.camera, det);
