@@ -26,7 +26,8 @@ from monitor.logs import setup_logging
 log = logging.getLogger("monitor")
 
 # Parts add their sub-commands here: modules with ``register(subparsers)``.
-COMMAND_MODULES: list[str] = ["monitor.demo", "monitor.sim.cli", "monitor.sim.registry", "monitor.series.cli"]
+COMMAND_MODULES: list[str] = ["monitor.demo", "monitor.sim.cli", "monitor.sim.registry", "monitor.series.cli",
+                              "monitor.detectors.analyze"]
 
 
 def _db_url(args: argparse.Namespace) -> str:

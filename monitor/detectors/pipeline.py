@@ -57,8 +57,12 @@ class CameraPipeline:
         self.storage: StorageRule | None = None
         if "antistatic" in cam.rules:
             a = cfg.rules.antistatic
+            # A motion gate may hold back a still scene's frames for up to forced_every_s: a
+            # person standing at the post that long is still dwelling.
+            step = max(1.0, cam.detect.forced_every_s + 0.5)
             self.antistatic = AntistaticRule(
-                site.id, cam.id, self.zones, AntistaticParams(a.dwell_s, a.reid_gap_s, a.reid_dist)
+                site.id, cam.id, self.zones,
+                AntistaticParams(a.dwell_s, a.reid_gap_s, a.reid_dist, max_step_s=step),
             )
         if "storage" in cam.rules:
             s = cfg.rules.storage

@@ -38,7 +38,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from monitor.config import DetectorConfig
 from monitor.detectors.detections import CLASSES, Detections, class_lookup
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def resolve_weights(
     """The path to load for ``backend``; exports ``.pt`` weights once and caches the export."""
     w = Path(weights)
     if not w.exists():
-        raise ConfigError(f"detector.weights: {w} does not exist")
+        raise ModelError(f"detector.weights: {w} does not exist")
     if w.is_dir() or w.suffix != ".pt" or backend == "torch":
         return w
     target = export_path(w, backend, imgsz, Path(export_dir) if export_dir else None)
@@ -98,17 +98,20 @@ def resolve_weights(
             warnings.simplefilter("ignore")
             from ultralytics import YOLO  # type: ignore[attr-defined]
 
-            out = YOLO(str(src)).export(
-                format="openvino" if backend == "openvino" else "onnx",
-                imgsz=imgsz, dynamic=True, batch=batch, half=False, simplify=True, verbose=False,
-            )
+            try:
+                out = YOLO(str(src)).export(
+                    format="openvino" if backend == "openvino" else "onnx",
+                    imgsz=imgsz, dynamic=True, batch=batch, half=False, simplify=True, verbose=False,
+                )
+            except Exception as e:
+                raise ModelError(f"detector.backend: cannot export {w} to {backend}: {e}") from e
         made = Path(str(out))
         if not made.is_absolute():
             made = src.parent / made.name
         with contextlib.suppress(OSError):  # another process may have placed it first
             os.replace(made, target)
         if not target.exists():
-            raise ConfigError(f"detector.backend: export of {w} to {backend} left nothing at {target}")
+            raise ModelError(f"detector.backend: export of {w} to {backend} left nothing at {target}")
     log.info("exported %s in %.1fs", target, time.monotonic() - t0)
     return target
 
@@ -140,7 +143,10 @@ class ModelRunner:
             warnings.simplefilter("ignore")
             from ultralytics import YOLO  # type: ignore[attr-defined]
 
-            self.model = YOLO(str(self.path), task="detect")
+            try:
+                self.model = YOLO(str(self.path), task="detect")
+            except Exception as e:  # ultralytics raises many kinds; the product raises one
+                raise ModelError(f"detector.weights: cannot load {self.path}: {e}") from e
         self.names: dict[int, str] = self._names()
         check_class_map(cfg.classes, self.names)
         self.calls = 0
@@ -162,7 +168,21 @@ class ModelRunner:
             ))
 
     def detect(self, frames: Sequence[FrameRequest]) -> list[Detections]:
-        """One inference call for frames of many cameras (chunks of ``detector.batch``)."""
+        """One inference call for frames of many cameras (per frame size, chunks of ``detector.batch``).
+
+        Frames of one size share a call; sizes are not mixed, since a mixed batch is
+        letterboxed to one square and its detections differ from the frames' own.
+        """
+        out: list[Detections | None] = [None] * len(frames)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, f in enumerate(frames):
+            by_shape.setdefault(tuple(f.image.shape), []).append(i)
+        for idx in by_shape.values():
+            for d, i in zip(self._detect_same([frames[i] for i in idx]), idx, strict=True):
+                out[i] = d
+        return [d for d in out if d is not None]
+
+    def _detect_same(self, frames: Sequence[FrameRequest]) -> list[Detections]:
         out: list[Detections] = []
         for i in range(0, len(frames), self.cfg.batch):
             chunk = frames[i : i + self.cfg.batch]

@@ -13,7 +13,7 @@ key their state on a *person* id that this stitcher keeps:
   (its last velocity carried on), inherits that person (the nearest one);
 - otherwise it is a new person.
 
-Persons unseen for longer than ``reid_gap_s`` end; ``update`` reports them so the
+Persons absent from a frame and unseen for longer than ``reid_gap_s`` end; ``update`` reports them so the
 callers prune their own per-person state. Time is in seconds from the frame timestamps.
 """
 
@@ -59,7 +59,6 @@ class TrackStitcher:
         self, ts: float, raw_ids: npt.NDArray[np.int64], boxes: npt.NDArray[np.float32]
     ) -> tuple[npt.NDArray[np.int64], list[Person]]:
         """Person id for each row (raw id ``-1`` rows get ``-1``), and the persons that ended."""
-        ended = self._prune(ts)
         n = len(raw_ids)
         pids = np.full(n, -1, np.int64)
         for i in range(n):
@@ -67,6 +66,9 @@ class TrackStitcher:
             if r >= 0 and r in self._by_raw:
                 pids[i] = self._by_raw[r]
         present = {int(p) for p in pids if p >= 0}
+        # A person whose raw id is back is never pruned, however long the gap between frames
+        # (a motion gate may hold back frames of a still scene); absent ones end after the gap.
+        ended = self._prune(ts, present)
         new_rows = [i for i in range(n) if pids[i] < 0 and raw_ids[i] >= 0]
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) if n else np.zeros(0)
         for i in sorted(new_rows, key=lambda k: -float(areas[k])):
@@ -110,8 +112,8 @@ class TrackStitcher:
         return best
 
     # -- helpers -------------------------------------------------------------------
-    def _prune(self, ts: float) -> list[Person]:
-        ended = [p for p in self.persons.values() if ts - p.last_ts > self.reid_gap_s]
+    def _prune(self, ts: float, present: set[int]) -> list[Person]:
+        ended = [p for p in self.persons.values() if p.pid not in present and ts - p.last_ts > self.reid_gap_s]
         for p in ended:
             del self.persons[p.pid]
             for r in p.raw_ids:
