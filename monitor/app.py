@@ -52,6 +52,9 @@ def area_setups() -> list[AreaSetup]:
     from monitor.control import setup as control_setup  # gun locks and the interlock
 
     setups.append(control_setup)
+    from monitor.video import setup as video_setup  # cameras, ring and clips, snapshots, live relay
+
+    setups.append(video_setup)
     return setups
 
 

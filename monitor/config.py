@@ -178,6 +178,17 @@ class MediaConfig(Strict):
     preroll_s: float = Field(10.0, ge=0, le=60)
     postroll_s: float = Field(10.0, ge=0, le=60)
     ring_s: float = Field(30.0, ge=5, le=300)
+    # video (monitor/video): camera connections, snapshots, the live relay
+    open_timeout_s: float = Field(3.0, gt=0, le=60, description="RTSP connect/describe time limit")
+    read_timeout_s: float = Field(1.0, gt=0, le=30, description="no data this long ends a connection")
+    stall_s: float = Field(3.0, gt=0, le=60, description="packets but no decodable picture this long: reconnect")
+    reconnect_initial_s: float = Field(0.5, gt=0, le=60, description="first reconnect delay (doubles, jittered)")
+    reconnect_cap_s: float = Field(3.0, gt=0, le=300, description="longest reconnect delay")
+    snapshot_max_age_s: float = Field(0.5, ge=0, le=60, description="a cached JPEG this young is served as is")
+    snapshot_quality: int = Field(80, ge=10, le=100, description="JPEG quality of snapshots")
+    live_queue_frames: int = Field(50, ge=2, le=1000, description="per live viewer; a slow one skips to a keyframe")
+    mjpeg_fps: float = Field(5.0, gt=0, le=30, description="frame rate of the MJPEG fallback")
+    retention_every_s: float = Field(300.0, gt=0, description="how often the media folder is pruned")
 
 
 class AntistaticRuleConfig(Strict):

@@ -1,1 +1,50 @@
-"""monitor.video"""
+"""Video: RTSP cameras, the packet ring and incident clips, snapshots, the live relay.
+
+``setup(app)`` plugs the part into the service. With the ``video`` role it runs every
+configured camera (``VideoService``, under ``app[VIDEO]`` and ``app[SERVICES]["video"]``);
+with the ``api`` role it serves the camera routes (``monitor.video.api``) and pushes state
+changes to the WebSocket topic ``cameras``. See ``monitor.video.service`` for the
+interface the detectors and the alerts call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+
+def setup(app: web.Application) -> None:
+    from monitor.video import api
+    from monitor.video.camera import StateChange
+    from monitor.video.service import VideoService
+    from monitor.web.keys import CONFIG, HUB, ROLES, SERVICES, TASKS, VIDEO
+
+    roles = app[ROLES]
+    if "api" in roles:
+        app.add_routes(api.routes)
+    if "video" not in roles:
+        return
+    hub = app[HUB] if "api" in roles else None
+
+    def on_state(ch: StateChange) -> None:
+        if hub is not None:
+            cam = svc.cameras[ch.camera]
+            hub.publish("cameras", {"camera": ch.camera, "site": cam.site.id, "state": ch.state,
+                                    "reason": ch.reason, "since": ch.since.isoformat()})
+
+    svc = VideoService(app[CONFIG], on_state=on_state)
+    app[VIDEO] = svc
+    app[SERVICES]["video"] = svc
+    if hub is not None:
+        hub.snapshots["cameras"] = lambda client, topic: hub.send_to(
+            client, "cameras",
+            {"cameras": [{k: s[k] for k in ("id", "site", "state", "reason", "since")} for s in svc.summaries()]},
+        )
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        svc.start(app[TASKS])
+        yield
+        svc.close()
+
+    app.cleanup_ctx.append(ctx)

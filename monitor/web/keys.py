@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from monitor.mqtt import MqttBus
     from monitor.store.db import Database
     from monitor.tasks import TaskGroup
+    from monitor.video.service import VideoService
     from monitor.web.auth import LoginThrottle
     from monitor.web.hub import Hub
 
@@ -31,6 +32,8 @@ SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services")
 # Control (monitor/control): gun lock state and the interlock.
 CONTROL: web.AppKey[ControlService] = web.AppKey("control")
 INTERLOCK: web.AppKey[Authorizer] = web.AppKey("interlock")
+# Video (monitor/video): the cameras of this process; frames, snapshots, clips.
+VIDEO: web.AppKey[VideoService] = web.AppKey("video")
 # Alerts and incidents (monitor/alerts): the engine, evidence and the API's service.
 ALERTS: web.AppKey[AlertsService] = web.AppKey("alerts")
 

@@ -1,0 +1,239 @@
+"""HTTP routes of the video part (``/api/v1``; viewer role unless said otherwise).
+
+- ``GET /cameras`` → ``{"cameras": [{id, site, name, state, reason, since, size, counters, zones, rules}]}``
+  (state ``unknown`` for a camera no video worker of this process runs).
+- ``GET /cameras/{id}`` → the same for one camera, with ``history`` (recent state changes).
+- ``GET /cameras/{id}/snapshot.jpg`` → the latest frame as JPEG (``X-Frame-Time``: its time);
+  404 unknown camera, 503 no frame yet.
+- ``GET /cameras/{id}/live`` (WebSocket) → a text ``{"type": "codec", "codec", "width",
+  "height"}``, then binary fMP4: the init segment, then one media segment per frame, for
+  Media Source Extensions; again ``codec`` + init when the stream's parameters change.
+- ``GET /cameras/{id}/mjpeg`` → ``multipart/x-mixed-replace`` JPEG stream (the fallback).
+- ``POST /cameras/{id}/clips`` (operator) ``{"start", "end", "reason"}`` → 201
+  ``{"clip", "url", "bytes", "frames", "start", "duration_s"}``: cut from the packet ring by
+  remuxing, audited as ``clip.export``. ``GET /cameras/{id}/clips/{name}`` serves it
+  (range requests).
+- Hub topic ``cameras``: ``{"camera", "site", "state", "reason", "since"}`` on each change;
+  a new subscriber gets ``{"cameras": [...]}`` with every camera's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from monitor.errors import InputError, NotFound, ServiceUnavailable
+from monitor.store import audit
+from monitor.web.errors import parse_body
+from monitor.web.keys import CONFIG, DB, VIDEO
+from monitor.web.security import client_address, require_role
+
+routes = web.RouteTableDef()
+CLIP_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.mp4$")
+MAX_CLIP_S = 300.0
+
+
+def _service(request: web.Request) -> Any:
+    return request.app.get(VIDEO)
+
+
+def _camera_config(request: web.Request, cid: str) -> tuple[Any, Any]:
+    try:
+        return request.app[CONFIG].camera(cid)
+    except KeyError:
+        raise NotFound(f"camera {cid} is not configured", field="id") from None
+
+
+def _summary(request: web.Request, cid: str) -> dict[str, Any]:
+    svc = _service(request)
+    if svc is not None and cid in svc.cameras:
+        return dict(svc.cameras[cid].summary())
+    site, cam = _camera_config(request, cid)
+    return {
+        "id": cam.id, "site": site.id, "name": cam.name or cam.id, "state": "unknown",
+        "reason": "not run by this process", "since": None, "size": None, "counters": {},
+        "zones": {k: [list(p) for p in v] for k, v in cam.zones.items()}, "rules": list(cam.rules),
+    }
+
+
+@routes.get("/api/v1/cameras")
+async def list_cameras(request: web.Request) -> web.Response:
+    require_role(request, "viewer")
+    cfg = request.app[CONFIG]
+    site = request.query.get("site")
+    out = [_summary(request, c.id) for s, c in cfg.cameras() if site is None or s.id == site]
+    return web.json_response({"cameras": out})
+
+
+@routes.get("/api/v1/cameras/{id}")
+async def get_camera(request: web.Request) -> web.Response:
+    require_role(request, "viewer")
+    cid = request.match_info["id"]
+    body = _summary(request, cid)
+    svc = _service(request)
+    if svc is not None and cid in svc.cameras:
+        body["history"] = [
+            {"state": h.state, "reason": h.reason, "since": h.since.isoformat()} for h in svc.cameras[cid].history
+        ]
+    return web.json_response(body)
+
+
+def _running_camera(request: web.Request) -> Any:
+    cid = request.match_info["id"]
+    _camera_config(request, cid)
+    svc = _service(request)
+    if svc is None or cid not in svc.cameras:
+        raise ServiceUnavailable(f"camera {cid} is not run by this process")
+    return svc, svc.cameras[cid]
+
+
+@routes.get("/api/v1/cameras/{id}/snapshot.jpg")
+async def snapshot(request: web.Request) -> web.StreamResponse:
+    require_role(request, "viewer")
+    svc, cam = _running_camera(request)
+    got = await svc.snapshot(cam.id)
+    if got is None:
+        raise ServiceUnavailable(f"camera {cam.id} has no frame yet ({cam.state}: {cam.reason})")
+    ts, data = got
+    return web.Response(
+        body=data, content_type="image/jpeg",
+        headers={"Cache-Control": "no-store", "X-Frame-Time": ts.isoformat(), "X-Camera-State": cam.state},
+    )
+
+
+def _origin_ok(request: web.Request) -> bool:
+    from monitor.web.core_api import origin_allowed
+
+    origin = request.headers.get("Origin")
+    return origin is None or origin_allowed(request, origin)
+
+
+@routes.get("/api/v1/cameras/{id}/live")
+async def live(request: web.Request) -> web.StreamResponse:
+    require_role(request, "viewer")
+    if not _origin_ok(request):
+        raise web.HTTPForbidden(text="Origin not allowed")
+    _svc, cam = _running_camera(request)
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
+    await ws.prepare(request)
+    viewer = cam.relay.join()
+
+    async def pump() -> None:
+        async for kind, payload in viewer.messages():
+            if kind == "codec":
+                await ws.send_json({"type": "codec", **payload})  # type: ignore[dict-item]
+            else:
+                await ws.send_bytes(payload)  # type: ignore[arg-type]
+
+    sender = asyncio.create_task(pump(), name=f"live-{cam.id}")
+    try:
+        async for msg in ws:  # the browser says nothing; this ends when it goes
+            if msg.type == WSMsgType.ERROR:
+                break
+            if sender.done():
+                break
+    finally:
+        viewer.close()
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await sender
+    return ws
+
+
+@routes.get("/api/v1/cameras/{id}/mjpeg")
+async def mjpeg(request: web.Request) -> web.StreamResponse:
+    require_role(request, "viewer")
+    svc, cam = _running_camera(request)
+    period = 1.0 / request.app[CONFIG].media.mjpeg_fps
+    resp = web.StreamResponse(headers={
+        "Content-Type": "multipart/x-mixed-replace; boundary=frame", "Cache-Control": "no-store",
+    })
+    await resp.prepare(request)
+    last: datetime | None = None
+    try:
+        while True:
+            t0 = time.monotonic()
+            got = await svc.snapshot(cam.id)
+            if got is not None and got[0] != last:
+                last = got[0]
+                data = got[1]
+                await resp.write(
+                    b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                    + str(len(data)).encode() + b"\r\n\r\n" + data + b"\r\n"
+                )
+            await asyncio.sleep(max(0.0, period - (time.monotonic() - t0)))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return resp
+
+
+class ClipRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: datetime
+    end: datetime
+    reason: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _order(self) -> ClipRequest:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end need a time zone (e.g. ...Z)")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if (self.end - self.start).total_seconds() > MAX_CLIP_S:
+            raise ValueError(f"a clip lasts at most {MAX_CLIP_S:.0f}s")
+        return self
+
+
+def clips_dir(request: web.Request, cid: str) -> Path:
+    return Path(request.app[CONFIG].media.dir) / "clips" / cid
+
+
+@routes.post("/api/v1/cameras/{id}/clips")
+async def export_clip(request: web.Request) -> web.Response:
+    p = require_role(request, "operator")
+    svc, cam = _running_camera(request)
+    body = await parse_body(request, ClipRequest)
+    if body.end > datetime.now(UTC) + timedelta(seconds=request.app[CONFIG].media.postroll_s + 5):
+        raise InputError("end: too far in the future for the post-roll", field="end")
+    name = f"{cam.id}-{body.start.astimezone(UTC):%Y%m%dT%H%M%S}-{int(time.time() * 1000) % 100000:05d}.mp4"
+    dest = clips_dir(request, cam.id) / name
+    info = await svc.export(cam.id, body.start, body.end, dest)
+    if info is None:
+        raise NotFound(f"the ring of camera {cam.id} no longer holds {body.start.isoformat()}", code="not_in_ring",
+                       field="start")
+    try:
+        async with request.app[DB].connection() as conn:
+            await audit.record(
+                conn, p.actor(client_address(request)), "clip.export", f"camera/{cam.id}", reason=body.reason,
+                details={"clip": name, "start": body.start.isoformat(), "end": body.end.isoformat(),
+                         "bytes": info.bytes},
+            )
+    except Exception:
+        info.path.unlink(missing_ok=True)  # not audited: not exported
+        raise
+    return web.json_response(
+        {"clip": name, "url": f"/api/v1/cameras/{cam.id}/clips/{name}", "bytes": info.bytes, "frames": info.frames,
+         "start": datetime.fromtimestamp(info.start, UTC).isoformat(), "duration_s": round(info.duration_s, 3)},
+        status=201,
+    )
+
+
+@routes.get("/api/v1/cameras/{id}/clips/{name}")
+async def get_clip(request: web.Request) -> web.StreamResponse:
+    require_role(request, "viewer")
+    cid, name = request.match_info["id"], request.match_info["name"]
+    _camera_config(request, cid)
+    if not CLIP_NAME.match(name):
+        raise InputError("name: not a clip name", field="name")
+    path = clips_dir(request, cid) / name
+    if not path.is_file():
+        raise NotFound(f"no clip {name} for camera {cid}")
+    return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
