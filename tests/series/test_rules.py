@@ -64,12 +64,15 @@ def run_fws(fills: list[Fill], scans: list[ScanRecord]) -> list[Finding]:
      [rules.UNIDENTIFIED]),
     ("two scans, two fills", [fill(300, code=None), fill(400, code=None)],
      [scan("a", "HKA00001", 100), scan("b", "HKA00002", 350)], []),
+    ("an unidentified fill does not take an identified fill's scan",
+     [fill(300, code=None, scale="s2"), fill(320, code="HKA00001")],
+     [scan("b", "HKA00002", 50), scan("a", "HKA00001", 100)], []),
 ])
 def test_fill_without_scan(name: str, fills: list[Fill], scans: list[ScanRecord], unscanned: list[str]) -> None:
     found = run_fws(fills, scans)
     assert [f.subject for f in found] == unscanned, name
     for f in found:
-        assert f.rule == "fill_without_scan" and f.severity == "critical" and f.source == "s1"
+        assert f.rule == "fill_without_scan" and f.severity == "critical" and f.source in ("s1", "s2")
         assert f.details["fill_start"] and f.details["scale"] == "s1" and "why" in f.details
 
 
@@ -191,3 +194,34 @@ def test_evaluate_a_span() -> None:
     assert {k: len(v) for k, v in found.items()} == {
         "fill_without_scan": 1, "overfill": 1, "invalid_cylinder": 1, "missing_postfill_check": 0,
         "stock_mismatch": 0, "antistatic_during_fill": 1, "device_silent": 1}
+
+
+def test_a_simulated_day_finds_exactly_the_injected_faults() -> None:
+    """The rules over a small simulated day (monitor.sim.apps.city_day) find each injected
+    unscanned fill, overfill and invalid scan, and no more."""
+    from pathlib import Path
+    from zoneinfo import ZoneInfo
+
+    from monitor.config import load_config
+    from monitor.series.scans import fill_site
+    from monitor.series.validity import validity
+    from monitor.sim.apps import DayFaults, city_day
+    from monitor.sim.registry import generate
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "config" / "example-city.yaml")
+    today = date(2026, 3, 1)
+    cyls = [Cylinder(*r) for r in generate(cfg, 3000, seed=2, today=today)]  # type: ignore[arg-type]
+    valid = [c for c in cyls if validity(c, at=today) == "ok"]
+    invalid = [c.code for c in cyls if validity(c, at=today) != "ok"]
+    day = city_day(cfg, valid, invalid, day=datetime(2026, 2, 27, 22, 0, tzinfo=UTC), fills=700, seed=3,
+                   faults=DayFaults(unscanned_fill=0.03, overfill=0.02, invalid_scanned=0.03, missing_postfill=0.0))
+    by = {c.code: c for c in cyls}
+    tz = ZoneInfo(cfg.timezone)
+    scans = [ScanRecord(s.id, s.ts, s.cylinder, s.site, s.step,
+                        validity(by.get(s.cylinder), at=s.ts.astimezone(tz).date(), fill_site=fill_site(s)), app="a")
+             for s in day.scans]
+    found = evaluate(Span(fills=day.fills, scans=scans, cylinders=by), now=datetime(2026, 3, 1, tzinfo=UTC), p=P)
+    assert len(found["fill_without_scan"]) == day.truth["unscanned_fill"] > 0
+    assert len(found["overfill"]) == day.truth["overfill"] > 0
+    assert len(found["invalid_cylinder"]) == day.truth["invalid_scanned"] > 0
+    assert found["missing_postfill_check"] == []

@@ -122,17 +122,23 @@ def match_fill(fill: Fill, candidates: Sequence[ScanRecord], cylinders: Mapping[
 
 def match_fills(fills: Iterable[Fill], index: ScanIndex, cylinders: Mapping[str, Cylinder], p: Params,
                 used: set[str] | None = None) -> list[Match]:
-    """Match fills (in start order) to pre-fill scans, each scan to one fill at most."""
+    """Match fills to pre-fill scans, each scan to one fill at most: first the fills whose
+    scale reported the code (exact), then the others (in start order) from what is left,
+    so an unidentified fill never takes the scan an identified one rests on."""
     used = set() if used is None else used
-    out: list[Match] = []
-    for f in sorted(fills, key=lambda f: (f.started_at, f.site, f.scale)):
-        cands = index.window(f.site, f.started_at - timedelta(seconds=p.prefill_window_s),
-                             f.started_at + timedelta(seconds=p.scan_lead_s))
-        m = match_fill(f, cands, cylinders, used, p)
-        if m.scan is not None:
-            used.add(m.scan.id)
-        out.append(m)
-    return out
+    ordered = sorted(fills, key=lambda f: (f.started_at, f.site, f.scale))
+    found: dict[int, Match] = {}
+    for pass_coded in (True, False):
+        for i, f in enumerate(ordered):
+            if (f.cylinder is not None) != pass_coded:
+                continue
+            cands = index.window(f.site, f.started_at - timedelta(seconds=p.prefill_window_s),
+                                 f.started_at + timedelta(seconds=p.scan_lead_s))
+            m = match_fill(f, cands, cylinders, used, p)
+            if m.scan is not None:
+                used.add(m.scan.id)
+            found[i] = m
+    return [found[i] for i in range(len(ordered))]
 
 
 # --- the rules -----------------------------------------------------------------------------
