@@ -20,6 +20,7 @@ from aiohttp import web
 
 from monitor.config import Config
 from monitor.errors import DatabaseUnavailable
+from monitor.series import metrics
 from monitor.series.fills import FillEvent, FillSegmenter, SegmenterParams
 from monitor.series.ingest import ReadingError, ReadingParser, Refusals, ScaleSubscriber
 from monitor.series.model import Reading, ScanRecord
@@ -73,13 +74,17 @@ class SeriesService:
             r = self.parser.parse(topic, payload, now)
         except ReadingError as err:
             self.refusals.add(topic, err)
+            metrics.READINGS.labels("refused").inc()
+            metrics.REFUSED.labels(err.reason).inc()
             await self.writer.put(None, ack)  # acked in order, after the readings before it
             return
         self.readings_in += 1
+        metrics.READINGS.labels("accepted").inc()
         events = self._segment(r)
         await self.writer.put(r, ack)
         for ev in events:
             if ev.kind == "end":
+                metrics.FILLS.inc()
                 await self.writer.put(ev.fill)
 
     def _segment(self, r: Reading) -> list[FillEvent]:
@@ -111,6 +116,7 @@ class SeriesService:
                         self.listener_errors += 1
                         log.exception("series listener failed on a fill of %s/%s", seg.site, seg.scale)
                 if e.kind == "end":
+                    metrics.FILLS.inc()
                     await self.writer.put(e.fill)
 
     # -- scans ------------------------------------------------------------------------------
@@ -128,8 +134,11 @@ class SeriesService:
                 log.warning("scans: database unavailable (%s); spooling %d scan(s)", e, len(scans))
             else:
                 self._notify_scans([s for s, new in zip(judged, stored, strict=True) if new])
+                metrics.SCANS.labels("stored").inc(sum(stored))
+                metrics.SCANS.labels("duplicate").inc(len(stored) - sum(stored))
                 return judged, stored, False
         await self.writer.spool_items(scans)  # SpoolFull (503) when the spool is full: nothing accepted
+        metrics.SCANS.labels("spooled").inc(len(scans))
         return list(scans), [True] * len(scans), True
 
     async def _flush_scans(self, conn: Any, scans: Sequence[ScanRecord]) -> list[ScanRecord]:

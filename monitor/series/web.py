@@ -18,7 +18,7 @@ from monitor.series.scans import ScanIn, ScanProblem, check_scan, reply_item, sp
 from monitor.series.service import utcnow
 from monitor.series.validity import MAX_AGE_YEARS, PLAIN_WORDS, add_years, validity
 from monitor.web.errors import error_response, read_json
-from monitor.web.keys import CONFIG, DB, SERIES
+from monitor.web.keys import CONFIG, CORRELATION, DB, SERIES
 from monitor.web.security import client_address, require_app, require_role
 
 routes = web.RouteTableDef()
@@ -179,4 +179,15 @@ async def cylinder_trace(request: web.Request) -> web.Response:
             "owner_name": _site_name(request, cyl.owner_site), "nominal_kg": cyl.nominal_kg, "tare_kg": cyl.tare_kg,
             "manufactured": _d(cyl.manufactured), "last_inspection": _d(cyl.last_inspection),
             "inspection_passed": cyl.inspection_passed, "status": cyl.status}
+    return web.json_response(body)
+
+
+@routes.get("/api/v1/series/health")
+async def series_health(request: web.Request) -> web.Response:
+    """For staff: ingest mode, queue and spool, refusals by reason, the live rules' state."""
+    require_role(request, "viewer")
+    body: dict[str, Any] = {"series": request.app[SERIES].health()}
+    engine = request.app.get(CORRELATION)
+    if engine is not None:
+        body["correlation"] = engine.health()
     return web.json_response(body)

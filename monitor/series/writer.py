@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 
 from monitor.errors import DatabaseUnavailable
-from monitor.series import store
+from monitor.series import metrics, store
 from monitor.series.model import Fill, Reading, ScanRecord
 from monitor.series.spool import Spool, SpoolFull
 from monitor.store.db import Database
@@ -92,6 +92,8 @@ class SeriesWriter:
             log.warning("series writer: %s -> %s%s", self.mode, mode, f" ({why})" if why else "")
             self.stats.modes.append((time.time(), mode))
         self.mode = mode
+        metrics.WRITER_MODE.set(1 if mode == "spool" else 0)
+        metrics.SPOOL_BYTES.set(self.spool.bytes)
         if mode == "spool":
             self._spool_mode.set()
         else:
@@ -145,6 +147,9 @@ class SeriesWriter:
             await asyncio.sleep(backoff.next())
         self.stats.batches += 1
         self.stats.last_batch = len(batch)
+        if self.mode == "spool":
+            metrics.SPOOLED.inc(len(batch))
+            metrics.SPOOL_BYTES.set(self.spool.bytes)
         for i in batch:
             if i.ack is not None:
                 i.ack()
@@ -204,6 +209,8 @@ class SeriesWriter:
                 return False
             await asyncio.to_thread(self.spool.done, path, len(items))
             self.stats.flushed += len(items)
+            metrics.FLUSHED.inc(len(items))
+            metrics.SPOOL_BYTES.set(self.spool.bytes)
             log.info("spool segment %s flushed: %d record(s)", path.name, len(items))
         return self.spool.empty
 

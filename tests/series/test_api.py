@@ -211,3 +211,18 @@ async def test_trace_is_for_staff(env: Env) -> None:
         body = await r.json()
     assert [e["scan_id"] for e in body["events"] if e["kind"] == "scan"][:2] == [s2["id"], s1["id"]]
     assert body["cylinder"]["owner_site"] == "st-minwang" and body["events"][0]["operator"] == "王师傅"
+
+
+async def test_health_and_metrics(env: Env) -> None:
+    await post(env, scan(env.codes["ok"]))
+    async with env.http.get(f"{env.url}/api/v1/series/health") as r:
+        assert r.status == 401
+    name, pw = await viewer(env.db)
+    async with env.http.post(f"{env.url}/api/v1/login", json={"username": name, "password": pw}) as r:
+        assert r.status == 200
+    async with env.http.get(f"{env.url}/api/v1/series/health") as r:
+        body = await r.json()
+    assert r.status == 200 and body["series"]["mode"] == "db" and "findings" in body["correlation"]
+    async with env.http.get(f"{env.url}/metrics") as r:
+        text = await r.text()
+    assert 'monitor_series_scans_total{outcome="stored"}' in text
