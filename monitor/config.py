@@ -254,6 +254,9 @@ class AlertsConfig(Strict):
     evidence_queue: int = Field(256, ge=1, description="evidence items waiting at most (more are dropped, counted)")
     trace_window_s: float = Field(300.0, gt=0, description="scale readings kept each side of a correlated alert")
     load_alarms_per_10min: float = Field(1.0, gt=0, description="operator load guideline (alarms / 10 min)")
+    update_event_min_s: float = Field(
+        1.0, ge=0, le=60, description="an alert's count going up is announced at most this often (state changes always)"
+    )
 
     @field_validator("rules")
     @classmethod

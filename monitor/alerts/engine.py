@@ -103,6 +103,11 @@ class AlertEngine:
         # Escalations and reminders are sent by one process of the city: the one holding an
         # advisory lock on its LISTEN connection. None: no election runs (one process, tests).
         self.leader: bool | None = None
+        # "updated" (a count going up) is announced at most every update_event_min_s per
+        # alert; the latest state of those held back goes out at the next tick.
+        self.update_min_s = cfg.alerts.update_event_min_s
+        self._last_update: dict[int, float] = {}
+        self._held_updates: dict[int, Alert] = {}
         self.tick_s = cfg.alerts.tick_s
 
     # -- intake ---------------------------------------------------------------------------
@@ -162,6 +167,7 @@ class AlertEngine:
                     with contextlib.suppress(DatabaseUnavailable):
                         await self.refresh_suppressions()
                 await self.tick()
+                self.flush_updates()
 
     def _take(self) -> list[Finding]:
         out: list[Finding] = []
@@ -281,6 +287,8 @@ class AlertEngine:
         await store.insert_findings(conn, rows_f)
         # the timeline, the held findings, the evidence rows
         actions: list[ActionRow] = []
+        plans: list[tuple[int, ev.EvidencePlan]] = []
+        planned_by: dict[int, Finding] = {}
         for t, row in res.rows:
             if id(t.alert) in res.dropped or id(t.alert) in res.conflicted:
                 continue
@@ -294,13 +302,12 @@ class AlertEngine:
                 if c.kind in ("raised", "reopened") and c.held_since is not None:
                     await store.adopt_held_findings(conn, aid, t.alert, c.held_since)
                 if c.kind == "raised" and id(t.alert) not in res.merged and c.finding is not None:
-                    plans = ev.plan_evidence(c.finding, self.cfg)
-                    if plans:
-                        eids = await ev.insert_plans(conn, aid, plans)
-                        for eid, p in zip(eids, plans, strict=False):
-                            res.jobs.append(ev.Job(eid, aid, p.kind, p.request, p.camera,
-                                                   image=getattr(c.finding, "image", None),
-                                                   details=c.finding.details, summary=c.finding.summary))
+                    planned_by[aid] = c.finding
+                    plans.extend((aid, p) for p in ev.plan_evidence(c.finding, self.cfg))
+        for eid, aid, p in await ev.insert_plans(conn, plans):
+            f = planned_by[aid]
+            res.jobs.append(ev.Job(eid, aid, p.kind, p.request, p.camera, image=getattr(f, "image", None),
+                                   details=f.details, summary=f.summary))
         await store.insert_actions(conn, actions)
         if res.rows:
             await self._notify(conn, {int(r["id"]): _top(t.kinds) for t, r in res.rows})
@@ -336,9 +343,28 @@ class AlertEngine:
         return out
 
     def _after(self, changes: list[Change]) -> None:
+        now_m = time.monotonic()
         for c in changes:
             ALERT_CHANGES.labels(c.kind).inc()
+            aid = c.alert.id
+            if aid is not None and self.update_min_s > 0:
+                if c.kind == "updated" and now_m - self._last_update.get(aid, -1e9) < self.update_min_s:
+                    self._held_updates[aid] = c.alert
+                    continue
+                self._held_updates.pop(aid, None)
+                self._last_update[aid] = now_m
             self.announce(c.kind, c.alert.as_json(), notify=c.notify, level=c.level)
+
+    def flush_updates(self) -> int:
+        """Announce the alerts whose count went up since they were last announced."""
+        held, self._held_updates = self._held_updates, {}
+        now_m = time.monotonic()
+        for aid, a in held.items():
+            self._last_update[aid] = now_m
+            self.announce("updated", a.as_json(), notify=not a.silenced)
+        if len(self._last_update) > 10_000 or not held:  # forget the quiet ones
+            self._last_update = {k: v for k, v in self._last_update.items() if now_m - v < self.update_min_s}
+        return len(held)
 
     def announce(self, change: str, alert: dict[str, Any], *, notify: bool = True, level: int | None = None) -> None:
         if self.publish_fn is None:

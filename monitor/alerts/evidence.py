@@ -113,18 +113,20 @@ def plan_evidence(f: Finding, cfg: Config) -> list[EvidencePlan]:
     return out
 
 
-async def insert_plans(conn: Conn, alert_id: int, plans: list[EvidencePlan]) -> list[int]:
-    ids: list[int] = []
-    for p in plans:
-        cur = await conn.execute(
-            """INSERT INTO evidence (alert_id, kind, camera, request) VALUES (%s, %s, %s, %s)
-               ON CONFLICT (alert_id, kind) DO NOTHING RETURNING id""",
-            (alert_id, p.kind, p.camera, jsonb(p.request)),
-        )
-        row = await cur.fetchone()
-        if row is not None:
-            ids.append(int(row["id"]))
-    return ids
+async def insert_plans(conn: Conn, plans: list[tuple[int, EvidencePlan]]) -> list[tuple[int, int, EvidencePlan]]:
+    """The pending rows of (alert id, plan) in one statement; (evidence id, alert id, plan) of those made."""
+    if not plans:
+        return []
+    cur = await conn.execute(
+        """INSERT INTO evidence (alert_id, kind, camera, request)
+           SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::jsonb[])
+           ON CONFLICT (alert_id, kind) DO NOTHING RETURNING id, alert_id, kind""",
+        ([a for a, _ in plans], [p.kind for _, p in plans], [p.camera for _, p in plans],
+         [jsonb(p.request) for _, p in plans]),
+        binary=True,
+    )
+    made = {(int(r["alert_id"]), r["kind"]): int(r["id"]) for r in await cur.fetchall()}
+    return [(made[(a, p.kind)], a, p) for a, p in plans if (a, p.kind) in made]
 
 
 # --- gathering ----------------------------------------------------------------------

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 SNAPSHOT_LIMIT = 500
 # Where a test or the demo may put a clock for the alerts before the app starts.
 CLOCK_SERVICE = "alerts.clock"
-EVIDENCE_SERVICE = "evidence"
+EVIDENCE_SERVICE = "evidence"  # an EvidenceSource put there on purpose (tests, another video backend)
+VIDEO_SERVICE = "video"  # the video part's VideoService, which is one
 
 
 class AlertsService:
@@ -43,8 +44,13 @@ class AlertsService:
         self._services = services
 
     def _evidence_source(self) -> EvidenceSource | None:
-        src = self._services.get(EVIDENCE_SERVICE)
-        return src if src is not None else None
+        """Looked up at use time: the video part registers itself after this part starts
+        (and a process without the video role has none)."""
+        for name in (EVIDENCE_SERVICE, VIDEO_SERVICE):
+            src = self._services.get(name)
+            if src is not None and callable(getattr(src, "snapshot", None)) and callable(getattr(src, "clip", None)):
+                return src  # type: ignore[no-any-return]
+        return None
 
     async def snapshot(self, client: Client, topic: str) -> None:
         """A newly subscribed wall gets every live alert, most severe and newest first."""

@@ -60,9 +60,13 @@ def details_jsonb(d: dict[str, Any]) -> Jsonb:
 _INSERT = """
 INSERT INTO alerts (rule, severity, state, site, source, subject, reason, summary, latched, first_seen,
                     last_seen, count, opened_at, condition_active, cleared_at, silenced)
-VALUES (%(rule)s, %(severity)s, 'open', %(site)s, %(source)s, %(subject)s, %(reason)s, %(summary)s,
-        %(latched)s, %(first_seen)s, %(last_seen)s, %(count)s, %(opened_at)s, %(condition_active)s,
-        %(cleared_at)s, %(silenced)s)
+SELECT rule, severity, 'open', site, source, subject, reason, summary, latched, first_seen, last_seen, count,
+       opened_at, condition_active, cleared_at, silenced
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bool[],
+            %s::timestamptz[], %s::timestamptz[], %s::int[], %s::timestamptz[], %s::bool[], %s::timestamptz[],
+            %s::bool[])
+     AS t(rule, severity, site, source, subject, reason, summary, latched, first_seen, last_seen, count,
+          opened_at, condition_active, cleared_at, silenced)
 ON CONFLICT (rule, site, source, subject) WHERE state <> 'closed' DO UPDATE SET
     count = alerts.count + EXCLUDED.count,
     last_seen = greatest(alerts.last_seen, EXCLUDED.last_seen),
@@ -70,6 +74,8 @@ ON CONFLICT (rule, site, source, subject) WHERE state <> 'closed' DO UPDATE SET
     rev = alerts.rev + 1
 RETURNING *, (xmax = 0) AS inserted
 """
+_INSERT_COLS = ("rule", "severity", "site", "source", "subject", "reason", "summary", "latched", "first_seen",
+                "last_seen", "count", "opened_at", "condition_active", "cleared_at", "silenced")
 
 # Engine-owned fields, written as the engine holds them, only where the row is still in
 # the state the engine last stored (``expect``).
@@ -111,17 +117,14 @@ def _params(a: Alert) -> dict[str, Any]:
 
 
 async def insert_alerts(conn: Conn, alerts: Sequence[Alert]) -> list[dict[str, Any]]:
-    """Insert new alerts (merging into a live one another process made); rows in order."""
+    """Insert new alerts in one statement (merging into a live one another process made);
+    the rows in the order of ``alerts`` (their keys differ: one live alert per key)."""
     if not alerts:
         return []
-    cur = conn.cursor()
-    await cur.executemany(_INSERT, [_params(a) for a in alerts], returning=True)
-    rows: list[dict[str, Any]] = []
-    async for _ in cur.results():
-        row = await cur.fetchone()
-        assert row is not None
-        rows.append(row)
-    return rows
+    params = [_params(a) for a in alerts]
+    cur = await conn.execute(_INSERT, [[p[c] for p in params] for c in _INSERT_COLS], binary=True)
+    by_key = {(r["rule"], r["site"], r["source"], r["subject"]): r for r in await cur.fetchall()}
+    return [by_key[a.key] for a in alerts]
 
 
 async def write_alerts(
@@ -150,20 +153,18 @@ async def add_count(conn: Conn, a: Alert) -> dict[str, Any] | None:
 
 
 async def insert_findings(conn: Conn, rows: Iterable[tuple[Finding, int | None]]) -> int:
-    params = [
-        (f.ts, aid, f.rule, f.site, f.source, f.subject, f.severity, f.active, f.reason, f.summary,
-         details_jsonb(f.details))
-        for f, aid in rows
-    ]
-    if not params:
-        return 0
+    """Every finding, with the alert it went to, by COPY."""
+    n = 0
     cur = conn.cursor()
-    await cur.executemany(
-        """INSERT INTO findings (ts, alert_id, rule, site, source, subject, severity, active, reason, summary,
-                                 details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        params,
-    )
-    return len(params)
+    async with cur.copy(
+        """COPY findings (ts, alert_id, rule, site, source, subject, severity, active, reason, summary, details)
+           FROM STDIN"""
+    ) as cp:
+        for f, aid in rows:
+            await cp.write_row((f.ts, aid, f.rule, f.site, f.source, f.subject, f.severity, f.active, f.reason,
+                                f.summary, details_jsonb(f.details)))
+            n += 1
+    return n
 
 
 async def adopt_held_findings(conn: Conn, alert_id: int, a: Alert, since: datetime) -> None:
@@ -195,13 +196,13 @@ async def insert_actions(conn: Conn, rows: Sequence[ActionRow]) -> None:
     if not rows:
         return
     cur = conn.cursor()
-    await cur.executemany(
-        """INSERT INTO alert_actions (ts, alert_id, action, actor, role, site, rule, severity, silenced,
-                                      latency_s, level, details)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        [(r.ts, r.alert_id, r.action, r.actor, r.role, r.site, r.rule, r.severity, r.silenced, r.latency_s,
-          r.level, jsonb(r.details or {})) for r in rows],
-    )
+    async with cur.copy(
+        """COPY alert_actions (ts, alert_id, action, actor, role, site, rule, severity, silenced, latency_s,
+                               level, details) FROM STDIN"""
+    ) as cp:
+        for r in rows:
+            await cp.write_row((r.ts, r.alert_id, r.action, r.actor, r.role, r.site, r.rule, r.severity, r.silenced,
+                                r.latency_s, r.level, jsonb(r.details or {})))
 
 
 async def load_live(conn: Conn) -> list[dict[str, Any]]:

@@ -106,7 +106,7 @@ class EngineEnv:
 
 @asynccontextmanager
 async def engine_env(url: str, tmp: Path, **alerts: Any) -> AsyncIterator[EngineEnv]:
-    cfg = alerts_config(url, tmp, mqtt="", **alerts)
+    cfg = alerts_config(url, tmp, mqtt="", **{"update_event_min_s": 0, **alerts})
     db = Database(url, min_size=1, max_size=4)
     await db.open()
     try:

@@ -237,3 +237,20 @@ async def test_suppressed_alerts_are_recorded_silently(alerts_db: str, tmp_path:
         env.clock.advance(301)
         (c,) = await env.engine.tick()
         assert c.kind == "escalated" and c.notify
+
+
+async def test_count_updates_are_announced_at_most_once_a_while(alerts_db: str, tmp_path: Path) -> None:
+    """A busy alert does not flood the wall: its count goes out at most every update_event_min_s;
+    changes of state always go out at once."""
+    async with engine_env(alerts_db, tmp_path, update_event_min_s=60) as env:
+        await env.engine.process([make_finding()])
+        for i in range(5):
+            await env.engine.process([make_finding(ts=later(i + 1))])
+        assert env.kinds() == ["raised"]
+        assert env.engine.flush_updates() == 1
+        assert env.kinds() == ["raised", "updated"] and env.events[-1]["alert"]["count"] == 6
+        assert env.engine.flush_updates() == 0
+        (a,) = await env.rows("SELECT id FROM alerts")
+        await env.engine.process([make_finding(ts=later(9))])
+        await env.engine.ack(a["id"], OP, None)
+        assert env.kinds()[-1] == "acknowledged"
