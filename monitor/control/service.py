@@ -498,8 +498,12 @@ class ControlService:
         if verdict == "ours":
             return
         if verdict == "stale":
-            if retain:  # the broker holds an older state than ours: put ours back
+            # An older state: a replay (retained now at the broker, where a factory-fresh
+            # device would take it), or the echo of an earlier publish of ours. Either way
+            # ours goes back on top; only a retained one is worth reporting.
+            if retain:
                 await self._anomaly(g, "stale_desired", {"seen_version": d.version, "desired_version": s.version})
+            if s.commanded:
                 self.mark_dirty(g)
             return
         await self._anomaly(g, "foreign_desired",

@@ -107,9 +107,16 @@ class GunController:
         """Go offline (the broker keeps the session and queues QoS 1 messages meanwhile)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
+            # Python 3.11's wait_for (inside aiomqtt's publish) can swallow a cancellation
+            # that races a PUBACK: cancel again until the task has really ended.
+            for _ in range(50):
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.2)
+                if task.done():
+                    break
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                if task.done():
+                    task.result()
         self._online.clear()
 
     go_offline = stop

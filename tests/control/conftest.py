@@ -10,11 +10,11 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import psycopg
@@ -32,6 +32,7 @@ from monitor.web.keys import CONTROL, FINDINGS
 from tests.support.net import free_port, port_open, wait_for
 
 PASSWORD = "correct horse battery"
+T = TypeVar("T")
 
 
 class Mosquitto:
@@ -41,6 +42,8 @@ class Mosquitto:
     def __init__(self, extra_conf: str = "", *, port: int | None = None) -> None:
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="monitor-ctl-mqtt-"))
+        # Started as root, Mosquitto drops to its own user: let it write its persistence file.
+        self.dir.chmod(0o777)
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\npersistence true\npersistence_location {self.dir}/\n"
@@ -194,6 +197,16 @@ async def rows(db_url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
     async with await psycopg.AsyncConnection.connect(db_url, row_factory=dict_row) as conn:
         cur = await conn.execute(sql, args)
         return [dict(r) for r in await cur.fetchall()]
+
+
+async def until(fetch: Callable[[], Awaitable[T]], pred: Callable[[T], bool], timeout_s: float = 10.0) -> T:
+    """Poll something outside this process (database, broker) until ``pred`` holds; bounded."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            v = await fetch()
+            if pred(v):
+                return v
+            await asyncio.sleep(0.02)
 
 
 class FindingLog:
