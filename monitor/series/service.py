@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -58,7 +59,8 @@ class SeriesService:
         params = SegmenterParams(load_min_kg=c.load_min_kg, fill_min_kg=c.fill_min_kg, lift_grace_s=c.lift_grace_s)
         self.segmenters: dict[tuple[str, str], FillSegmenter] = {
             (s.id, sc.id): FillSegmenter(s.id, sc.id, sc.gun, params) for s in cfg.sites for sc in s.scales}
-        self.spool = Spool(c.spool_dir, c.spool_max_bytes)
+        # one spool per process kind, so an api and a control process on one host never share files
+        self.spool = Spool(Path(c.spool_dir) / "-".join(sorted(roles & {"api", "control"})), c.spool_max_bytes)
         self.writer = SeriesWriter(db, self.spool, db_ready=db_ready, scan_flush=self._flush_scans,
                                    scans_stored=self._notify_scans)
         self.subscriber = ScaleSubscriber(cfg, f"{client_id}-scales", self.on_message)

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -168,3 +168,18 @@ class CuttableProxy:
             t.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def until(pred: Callable[[], Any], limit_s: float, what: str) -> None:
+    """Wait (bounded) until ``pred()`` (or the coroutine it returns) is true."""
+    try:
+        async with asyncio.timeout(limit_s):
+            while True:
+                got = pred()
+                if asyncio.iscoroutine(got):
+                    got = await got
+                if got:
+                    return
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {limit_s}s waiting for {what}") from None

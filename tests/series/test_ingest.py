@@ -4,10 +4,8 @@ even across a restart of the centre."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,21 +29,10 @@ from tests.series.support import (
     publisher,
     reading_payload,
     service,
+    until,
 )
 from tests.series.test_api import ROLES, series_config
 from tests.support.services import with_dbname
-
-
-async def until(pred: Callable[[], Any], limit_s: float, what: str) -> None:
-    async with asyncio.timeout(limit_s):
-        while True:
-            got = pred()
-            if asyncio.iscoroutine(got):
-                got = await got
-            if got:
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError(what)
 
 
 def plan_now(code: str | None, seconds_back: float, **kw: Any) -> FillPlan:
@@ -187,7 +174,7 @@ async def test_nothing_lost_when_the_database_goes_away(session_db: str, mqtt_ur
                 for r in readings(100):
                     await pub.publish(topic(prefix, r), payload(r), qos=1)
                 await until(lambda: svc.subscriber.acked >= 400, 30, "readings acknowledged into the spool")
-            assert any((tmp_path / "spool").glob("*.jsonl"))
+            assert any((tmp_path / "spool" / "api-control").glob("*.jsonl"))
             await proxy.start()
             async with service(cfg, roles=ROLES) as (_url, app2):
                 svc2: SeriesService = app2[SERIES]

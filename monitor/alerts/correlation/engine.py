@@ -68,9 +68,13 @@ Job = tuple[str, Fill]
 
 class LiveCorrelation:
     def __init__(self, cfg: Config, db: Database, bus: FindingBus, *, db_ready: asyncio.Event | None = None,
+                 settled: Callable[[], bool] = lambda: True,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), jobs_max: int = 2000) -> None:
         self.cfg = cfg
         self.db_ready = db_ready
+        # False while accepted scans still wait in the spool: judging a fill then could
+        # miss its scan, so the judgement waits (retried by the sweep)
+        self.settled = settled
         self.db = db
         self.bus = bus
         self.clock = clock
@@ -162,6 +166,9 @@ class LiveCorrelation:
         await self._ready()
         while True:
             job = await self.jobs.get()
+            if not self.settled() or self.retry:
+                self.retry.append(job)  # keep the order: after those already waiting
+                continue
             try:
                 await self.handle(job)
             except DatabaseUnavailable as e:
@@ -238,6 +245,13 @@ class LiveCorrelation:
 
     async def sweep(self, now: datetime) -> None:
         self.stats.sweeps += 1
+        silent = [f for f in rules.device_silent(self.last_seen, now=now, p=self.p)
+                  if (f.site, f.source) not in self.silent]
+        for f in silent:
+            self.silent.add((f.site, f.source))
+        self.emit(silent)
+        if not self.settled():
+            return
         while self.retry:
             job = self.retry.popleft()
             try:
@@ -245,11 +259,6 @@ class LiveCorrelation:
             except DatabaseUnavailable:
                 self.retry.appendleft(job)
                 raise
-        silent = [f for f in rules.device_silent(self.last_seen, now=now, p=self.p)
-                  if (f.site, f.source) not in self.silent]
-        for f in silent:
-            self.silent.add((f.site, f.source))
-        self.emit(silent)
         await self._sweep_postfill(now)
         await self._sweep_stock(now)
 

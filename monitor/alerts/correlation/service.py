@@ -18,10 +18,11 @@ def setup(app: web.Application) -> None:
 async def _ctx(app: web.Application) -> AsyncIterator[None]:
     from monitor.app import DB_READY
 
-    engine = LiveCorrelation(app[CONFIG], app[DB], app[FINDINGS], db_ready=app[DB_READY])
+    series = app.get(SERIES)
+    engine = LiveCorrelation(app[CONFIG], app[DB], app[FINDINGS], db_ready=app[DB_READY],
+                             settled=(lambda: series.spool.empty) if series is not None else (lambda: True))
     app[CORRELATION] = engine
     app[SERVICES]["correlation"] = engine
-    series = app.get(SERIES)
     if series is not None:
         series.listeners.append(engine)
     if "control" in app[ROLES]:
