@@ -63,7 +63,7 @@ export class Live {
       this.topics.set(tp, n + 1);
       if (n === 0) fresh.push(tp);
     }
-    if (fresh.length) this._send({ op: "subscribe", topics: fresh });
+    if (fresh.length) this._send({ op: "subscribe", topics: fresh, batch: true });
     let released = false;
     return () => {
       if (released) return;
@@ -109,24 +109,13 @@ export class Live {
     };
     ws.onmessage = (m) => {
       this.lastHeard = Date.now();
-      let ev;
-      try { ev = JSON.parse(m.data); } catch { return; }
-      this.stats.messages++;
-      if (ev.type === "hello") {
-        this.stats.connects++;
-        this._setState("online");
-        if (this.topics.size) this._send({ op: "subscribe", topics: [...this.topics.keys()] });
-        this._dispatch("resync", { reason: this.stats.connects > 1 ? "reconnect" : "connect" });
-        return;
+      // We subscribe with batch: a frame may carry several events, one JSON per line.
+      for (const line of String(m.data).split("\n")) {
+        if (!line) continue;
+        let ev;
+        try { ev = JSON.parse(line); } catch { continue; }
+        this._event(ev);
       }
-      if (ev.type === "overflow" || ev.topic === "overflow") {
-        this.stats.overflows++;
-        this._dispatch("resync", { reason: "overflow", dropped: ev.dropped });
-        return;
-      }
-      if (ev.type === "error") this.stats.errors++;
-      const base = String(ev.topic || "").split(":", 1)[0];
-      if (base) this._dispatch(base, ev);
     };
     ws.onclose = () => {
       if (this.ws !== ws) return;
@@ -136,6 +125,25 @@ export class Live {
       this._scheduleReconnect();
     };
     ws.onerror = () => { /* onclose follows */ };
+  }
+
+  _event(ev) {
+    this.stats.messages++;
+    if (ev.type === "hello") {
+      this.stats.connects++;
+      this._setState("online");
+      if (this.topics.size) this._send({ op: "subscribe", topics: [...this.topics.keys()], batch: true });
+      this._dispatch("resync", { reason: this.stats.connects > 1 ? "reconnect" : "connect" });
+      return;
+    }
+    if (ev.type === "overflow" || ev.topic === "overflow") {
+      this.stats.overflows++;
+      this._dispatch("resync", { reason: "overflow", dropped: ev.dropped });
+      return;
+    }
+    if (ev.type === "error") this.stats.errors++;
+    const base = String(ev.topic || "").split(":", 1)[0];
+    if (base) this._dispatch(base, ev);
   }
 
   _dispatch(base, ev) {

@@ -5,6 +5,10 @@ A client subscribes to topics (``alerts``, ``guns``, ``cameras``, ``detections:<
 full the client's oldest events are dropped and counted, and the client is told so
 (``{"type": "overflow", "dropped": n}``) so it resynchronises. ``Origin`` is checked on
 upgrade; on shutdown every socket is closed with GOING_AWAY over a copy of the set.
+
+A client that subscribes with ``"batch": true`` takes what has queued up in one text frame,
+the events separated by newlines (JSON never holds a raw newline): under a burst the
+server writes one frame per client instead of one per event.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ WS_CLIENTS = Gauge("monitor_ws_clients", "connected WebSocket clients")
 WS_EVENTS = Counter("monitor_ws_events_total", "events queued to WebSocket clients")
 WS_DROPPED = Counter("monitor_ws_dropped_total", "events dropped for slow WebSocket clients")
 
+BATCH_BYTES = 64 * 1024  # a batched frame holds events up to about this size
+
 # Topics and the least role that may subscribe to them.
 TOPIC_ROLES: dict[str, str] = {
     "alerts": "viewer",
@@ -47,6 +53,7 @@ class Client:
     topics: set[str] = field(default_factory=set)
     dropped: int = 0
     sent: int = 0
+    batch: bool = False  # several queued events per frame, newline-separated
 
 
 class Hub:
@@ -119,6 +126,8 @@ class Hub:
             self.send_to(c, "error", {"type": "error", "message": f"bad command: {e}"})
             return
         if op == "subscribe":
+            if cmd.get("batch") is True:
+                c.batch = True
             for t in topics:
                 base = t.split(":", 1)[0]
                 need = TOPIC_ROLES.get(base)
@@ -148,15 +157,25 @@ class Hub:
         reported = 0
         while True:
             text = await c.queue.get()
-            if c.dropped != reported:
-                await c.ws.send_str(json.dumps({"topic": "overflow", "type": "overflow", "dropped": c.dropped}))
-                reported = c.dropped
+            n = 1
+            if c.batch and not c.queue.empty():
+                parts = [text]
+                size = len(text)
+                while size < BATCH_BYTES and not c.queue.empty():
+                    parts.append(c.queue.get_nowait())
+                    size += len(parts[-1])
+                text = "\n".join(parts)
+                n = len(parts)
             try:
+                if c.dropped != reported:  # bounded too: a stalled client must not hang its sender here
+                    notice = json.dumps({"topic": "overflow", "type": "overflow", "dropped": c.dropped})
+                    await asyncio.wait_for(c.ws.send_str(notice), 10.0)
+                    reported = c.dropped
                 await asyncio.wait_for(c.ws.send_str(text), 10.0)
             except (ConnectionError, TimeoutError, RuntimeError):
                 await c.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too slow")
                 return
-            c.sent += 1
+            c.sent += n
 
     async def close_all(self) -> None:
         self.closing = True
