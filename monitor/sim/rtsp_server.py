@@ -100,6 +100,13 @@ class Source:
         self.name = name
         self.segments = segments
         self.corrupt = corrupt
+        self._cursor = self.units()  # a camera runs on without viewers: a new media resumes here
+        self._lock = threading.Lock()
+
+    def next(self) -> tuple[bytes, float]:
+        with self._lock:
+            unit: tuple[bytes, float] = next(self._cursor)
+            return unit
 
     def units(self) -> Any:
         """Yield (access unit, frame duration) for ever."""
@@ -127,9 +134,8 @@ class Feeder(threading.Thread):
     def run(self) -> None:
         Gst = self.Gst
         nxt = time.monotonic()
-        for au, dur in self.source.units():
-            if self.stop_event.is_set():
-                break
+        while not self.stop_event.is_set():
+            au, dur = self.source.next()
             buf = Gst.Buffer.new_wrapped(au)
             buf.duration = int(dur * Gst.SECOND)
             ret = self.appsrc.emit("push-buffer", buf)

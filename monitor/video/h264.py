@@ -182,8 +182,9 @@ def avcc_record(sps: bytes, pps: bytes) -> bytes:
 
 
 def params_of(nals: list[bytes]) -> tuple[bytes | None, bytes | None]:
-    sps = next((n for n in nals if nal_type(n) == NAL_SPS), None)
-    pps = next((n for n in nals if nal_type(n) == NAL_PPS), None)
+    """The SPS and PPS in force after these NAL units (the last of each)."""
+    sps = next((n for n in reversed(nals) if nal_type(n) == NAL_SPS), None)
+    pps = next((n for n in reversed(nals) if nal_type(n) == NAL_PPS), None)
     return sps, pps
 
 

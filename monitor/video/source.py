@@ -93,9 +93,12 @@ class StreamConnection:
 
     def run(self) -> str:
         """Connect and read until the end; return why it ended."""
+        t0 = time.monotonic()
         try:
             container = av.open(self.url, options=open_options(self.url), timeout=(self.open_s, self.read_s))
         except av.error.FFmpegError as e:
+            if time.monotonic() - t0 >= 0.9 * self.open_s:
+                return f"cannot open: timed out after {self.open_s:.0f}s (no answer)"
             return f"cannot open: {_err_text(e)}"
         except OSError as e:
             return f"cannot open: {e}"
@@ -146,13 +149,14 @@ class StreamConnection:
             c.bytes += len(data)
             c.last_packet_at = now
             nals = split_nals(data)
-            for n in nals:
-                if nal_type(n) == NAL_SPS:
-                    if cur_sps is not None and n != cur_sps:
-                        old, new = _dims(cur_sps), _dims(n)
-                        if old != new:
-                            raise StreamFailed(f"resolution changed {old} -> {new}; reconnecting")
-                    cur_sps = n
+            # the last SPS of a packet is the one in force (a relay may repeat an old one first)
+            sps = next((n for n in reversed(nals) if nal_type(n) == NAL_SPS), None)
+            if sps is not None:
+                if cur_sps is not None and sps != cur_sps:
+                    old, new = _dims(cur_sps), _dims(sps)
+                    if old != new:
+                        raise StreamFailed(f"resolution changed {old} -> {new}; reconnecting")
+                cur_sps = sps
             if self.record:
                 # The RTSP demuxer may split one picture over several packets of the same
                 # pts: an access unit is complete when a packet of another pts arrives.
