@@ -76,3 +76,34 @@ async def test_the_service_runs_as_its_own_role(service_role: str, alerts_db: st
         assert st == 200, body
     assert [r["action"] for r in await rows(alerts_db, "SELECT action FROM audit WHERE target = %s",
                                             f"alert/{a['id']}")] == ["alert.ack"]
+
+
+async def test_a_role_granted_everything_beforehand_loses_update_on_audit(pg_server: str, fresh_db: str) -> None:
+    """A deployment that grants its service role every privilege by default (before the
+    tables exist) still ends with a role that cannot change the audit trail."""
+    from monitor.store.migrate import migrate_url
+
+    name = f"app_{uuid.uuid4().hex[:8]}"
+    admin = with_dbname(pg_server, "postgres")
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE ROLE "{name}" LOGIN')
+    try:
+        with psycopg.connect(fresh_db, autocommit=True) as c:
+            c.execute(f'GRANT USAGE ON SCHEMA public TO "{name}"')
+            c.execute(f'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO "{name}"')
+        await migrate_url(fresh_db)
+        u = urlparse(fresh_db)
+        as_app = urlunparse(u._replace(netloc=f"{name}@{u.hostname}:{u.port}"))
+        async with await psycopg.AsyncConnection.connect(as_app) as conn:
+            await record(conn, Actor("op", "operator"), "alert.ack", "alert/1")
+            await conn.commit()
+            for stmt in ("UPDATE audit SET reason = 'x'", "DELETE FROM audit", "TRUNCATE audit"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
+                    await conn.execute(stmt.encode())
+                await conn.rollback()
+            await conn.execute("UPDATE alerts SET rev = rev")  # everything else it keeps
+    finally:
+        with psycopg.connect(fresh_db, autocommit=True) as c:
+            c.execute(f'DROP OWNED BY "{name}"')
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP ROLE IF EXISTS "{name}"')

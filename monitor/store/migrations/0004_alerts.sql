@@ -162,6 +162,20 @@ FROM alerts a;
 -- could not change the trail; migrations run as the owner (see docs/notes/issue-6.md).
 REVOKE UPDATE, DELETE, TRUNCATE ON audit FROM PUBLIC;
 
+-- ... and from every other role that holds them (a deployment may have granted a service
+-- role everything through default privileges before 0001 created the table).
+DO $$
+DECLARE r record;
+BEGIN
+    FOR r IN SELECT DISTINCT a.grantee::regrole::text AS grantee
+             FROM pg_class c, aclexplode(c.relacl) a
+             WHERE c.oid = 'audit'::regclass AND a.privilege_type IN ('UPDATE', 'DELETE', 'TRUNCATE')
+               AND a.grantee <> c.relowner AND a.grantee <> 0
+    LOOP
+        EXECUTE format('REVOKE UPDATE, DELETE, TRUNCATE ON audit FROM %s', r.grantee);
+    END LOOP;
+END $$;
+
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'monitor_service') THEN
