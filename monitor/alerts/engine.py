@@ -103,6 +103,7 @@ class AlertEngine:
         # Escalations and reminders are sent by one process of the city: the one holding an
         # advisory lock on its LISTEN connection. None: no election runs (one process, tests).
         self.leader: bool | None = None
+        self.listening = asyncio.Event()  # LISTEN is in place and the election was held once
         # "updated" (a count going up) is announced at most every update_event_min_s per
         # alert; the latest state of those held back goes out at the next tick.
         self.update_min_s = cfg.alerts.update_event_min_s
@@ -452,10 +453,12 @@ class AlertEngine:
                             log.info("alert engine %s: %s escalations", self.instance,
                                      "sends" if got else "leaves to another process the")
                         self.leader = got
+                    self.listening.set()
                     async for n in conn.notifies(timeout=5.0):
                         await self._heard(n.payload)
         finally:
             self.leader = False
+            self.listening.clear()
 
     async def _heard(self, payload: str) -> None:
         try:

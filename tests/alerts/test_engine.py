@@ -254,3 +254,56 @@ async def test_count_updates_are_announced_at_most_once_a_while(alerts_db: str, 
         await env.engine.process([make_finding(ts=later(9))])
         await env.engine.ack(a["id"], OP, None)
         assert env.kinds()[-1] == "acknowledged"
+
+
+async def test_two_processes_hear_each_other_and_one_escalates(alerts_db: str, tmp_path: Path) -> None:
+    """Two engines on one database (e.g. the video and the api processes): a change committed by
+    one is mirrored and announced by the other (NOTIFY), and only the elected one escalates."""
+    import asyncio
+
+    async with engine_env(alerts_db, tmp_path) as a, engine_env(alerts_db, tmp_path) as b:
+        tasks = [asyncio.create_task(e.engine.listen()) for e in (a, b)]
+        try:
+            await asyncio.wait_for(a.engine.listening.wait(), 10)
+            await asyncio.wait_for(b.engine.listening.wait(), 10)
+            assert sorted([a.engine.leader, b.engine.leader]) == [False, True]
+            leader, other = (a, b) if a.engine.leader else (b, a)
+            heard = asyncio.Event()
+            other_publish = other.engine.publish_fn
+
+            def on_event(topic: str, event: dict[str, object]) -> None:
+                assert other_publish is not None
+                other_publish(topic, event)
+                heard.set()
+
+            other.engine.publish_fn = on_event
+            await leader.engine.process([make_finding("overfill", source="s1", subject="CYL7")])  # critical
+            await asyncio.wait_for(heard.wait(), 10)
+            assert other.kinds() == ["raised"]
+            (row,) = await leader.rows("SELECT id FROM alerts")
+            assert row["id"] in other.engine.book.by_id
+            for e in (a, b):
+                e.clock.advance(130)
+            assert await other.engine.tick() == []  # not elected: leaves escalation to the leader
+            assert [c.kind for c in await leader.engine.tick()] == ["escalated"]
+            # a person acknowledges through the other process: the leader hears it and stops escalating
+            heard_ack = asyncio.Event()
+            leader_publish = leader.engine.publish_fn
+
+            def on_leader_event(topic: str, event: dict[str, object]) -> None:
+                assert leader_publish is not None
+                leader_publish(topic, event)
+                if event.get("change") == "acknowledged":
+                    heard_ack.set()
+
+            leader.engine.publish_fn = on_leader_event
+            await other.engine.ack(row["id"], OP, "from the other process")
+            await asyncio.wait_for(heard_ack.wait(), 10)
+            assert leader.engine.book.by_id[row["id"]].state == "acknowledged"
+            for e in (a, b):
+                e.clock.advance(1000)
+            assert await leader.engine.tick() == []
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
