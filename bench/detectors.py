@@ -47,6 +47,7 @@ EXPORTS = ROOT / "var" / "exports"
 WEIGHTS = ROOT / "models" / "lpg-sim" / "best.pt"
 STATION_SEED = 500_000  # held out: training uses 10_000.., 20_000.., 30_000.., 40_000..
 OUTLET_SEED = 600_000
+IMGSZ = 640  # lpg-sim serves 640x360 frames at their own size (see models/lpg-sim/README.md)
 MATCH_S = 2.0
 WINDOW_S = 3.0
 HOLD_S = 3.0
@@ -109,7 +110,7 @@ def bench_config(kind: str, capacity: int | None) -> Any:
             {"id": "bench-cam", "url": "rtsp://127.0.0.1/x", "detect": {"fps": 5},
              "zones": {k: [list(p) for p in v] for k, v in OUTLET_ZONES.items()}, "rules": ["storage"]}]}
     return Config.model_validate({
-        "detector": {"weights": str(WEIGHTS), "backend": "openvino", "imgsz": 320, "export_dir": str(EXPORTS)},
+        "detector": {"weights": str(WEIGHTS), "backend": "openvino", "imgsz": IMGSZ, "export_dir": str(EXPORTS)},
         "rules": {"storage": {"window_s": WINDOW_S, "hold_s": HOLD_S}},
         "sites": [site],
     })
@@ -314,13 +315,13 @@ def main() -> int:
     n_st, n_ol, secs = (3, 3, 20.0) if QUICK else (40, 40, 40.0)
     specs = clip_specs(n_st, n_ol, secs)
     paths = render_all(specs)
-    det = DetectorConfig(weights=str(WEIGHTS), backend="openvino", imgsz=320, export_dir=str(EXPORTS))
+    det = DetectorConfig(weights=str(WEIGHTS), backend="openvino", imgsz=IMGSZ, export_dir=str(EXPORTS))
     runner = ModelRunner(det, threads=2)
     acc = accuracy(paths, runner)
     speed_clips = [p for p in paths if p.name.startswith("station")][: 2 if QUICK else 4] + \
                   [p for p in paths if p.name.startswith("outlet")][: 2 if QUICK else 4]
     opt = speed_optimised(speed_clips, runner)
-    naive = speed_naive(speed_clips, WEIGHTS, 320)
+    naive = speed_naive(speed_clips, WEIGHTS, IMGSZ)
     from monitor.detectors.analyze import decode
 
     sample = [img for _, img in zip(range(8), decode(str(paths[0]), 5.0), strict=False)]
@@ -339,13 +340,13 @@ def main() -> int:
             "inference_ms_per_frame": ms,
         },
         "baseline": {"cameras_5fps_naive": naive["cameras_5fps_on_2_cores"],
-                     "what": "ultralytics model.track() per frame per camera, torch, imgsz 320, no gate, no batch"},
+                     "what": f"ultralytics model.track() per frame per camera, torch, imgsz {IMGSZ}, no gate, no batch"},
         "ratio": {"cameras_optimised_over_naive": round(ratio, 2) if ratio else None},
         "accuracy": acc,
         "speed": {"optimised": opt, "naive": naive},
         "clips": {"station": n_st, "outlet": n_ol, "seconds": secs, "fps": 5.0,
                   "seeds": {"station": STATION_SEED, "outlet": OUTLET_SEED}, "difficulty": [0.5, 1.0]},
-        "model": {"weights": str(WEIGHTS.relative_to(ROOT)), "backend": "openvino", "imgsz": 320},
+        "model": {"weights": str(WEIGHTS.relative_to(ROOT)), "backend": "openvino", "imgsz": IMGSZ},
         "command": ("BENCH_QUICK=1 " if QUICK else "") + ".venv/bin/python -m bench.detectors",
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "seconds": round(time.perf_counter() - t_start, 1),

@@ -55,6 +55,9 @@ def area_setups() -> list[AreaSetup]:
     from monitor.video import setup as video_setup  # cameras, ring and clips, snapshots, live relay
 
     setups.append(video_setup)
+    from monitor.detectors import setup as detectors_setup  # model runner, tracking, anti-static and storage rules
+
+    setups.append(detectors_setup)
     return setups
 
 

@@ -45,3 +45,9 @@ if TYPE_CHECKING:
 SERIES: web.AppKey[SeriesService] = web.AppKey("series")
 # The correlation rules at run time (monitor/alerts/correlation).
 CORRELATION: web.AppKey[LiveCorrelation] = web.AppKey("correlation")
+
+if TYPE_CHECKING:
+    from monitor.detectors.service import DetectorService
+
+# Detectors (monitor/detectors): model runner, tracking, rules over this process's cameras.
+DETECTORS: web.AppKey[DetectorService] = web.AppKey("detectors")

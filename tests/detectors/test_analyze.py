@@ -17,7 +17,7 @@ def config_file(tmp_path: Path, capacity: int = 10) -> Path:
         return "{" + ", ".join(f"{k}: {[list(p) for p in v]}" for k, v in z.items()) + "}"
 
     text = f"""
-detector: {{weights: {WEIGHTS}, backend: openvino, imgsz: 320, export_dir: {EXPORTS}}}
+detector: {{weights: {WEIGHTS}, backend: openvino, imgsz: 640, export_dir: {EXPORTS}}}
 rules:
   storage: {{window_s: 3, hold_s: 3}}
 sites:

@@ -32,7 +32,7 @@ def config(db_url: str) -> Config:
     z = lambda zs: {k: [list(p) for p in v] for k, v in zs.items()}  # noqa: E731
     return Config.model_validate({
         "database": {"url": db_url},
-        "detector": {"weights": str(WEIGHTS), "backend": "openvino", "imgsz": 320, "export_dir": str(EXPORTS)},
+        "detector": {"weights": str(WEIGHTS), "backend": "openvino", "imgsz": 640, "export_dir": str(EXPORTS)},
         "rules": {"storage": {"window_s": 3, "hold_s": 3}},
         "sites": [
             {"id": "st-svc", "kind": "station", "storage_capacity": 100, "cameras": [
