@@ -136,6 +136,14 @@ function wireLive(d) {
     resync();
     if (ev.reason === "overflow") toast(t("conn.resync"));
   }));
+  d.add(live.on("ended", async () => {
+    // The server closed the socket because the session ended (401: back to the login) or
+    // the role changed (start again with what the role now allows).
+    try {
+      const me = await api.get("/api/v1/me");
+      if (store.me && me.role !== store.me.role) location.reload();
+    } catch { /* onUnauthorized shows the login */ }
+  }));
   d.add(live.subscribe(["alerts", "cameras", "guns", "counts"]));
   d.add(live.onState(renderConn));
   live.start();

@@ -121,7 +121,7 @@ const CATALOGUE = {
     "alerts.site": "场站",
     "alerts.lockstate": "锁定状态",
     "alerts.ack.note": "备注（可选）",
-    "alerts.stats": "本小时 {raised} 条新告警 · 平均确认 {ack}",
+    "alerts.stats": "近 1 小时 {raised} 条 · 每人每 10 分钟 {rate} 条（指引 ≤ {guide}）· 确认中位 {ack}",
 
     "sev.critical": "严重",
     "sev.warning": "警告",
@@ -367,7 +367,7 @@ const CATALOGUE = {
     "alerts.site": "Site",
     "alerts.lockstate": "Lock state",
     "alerts.ack.note": "Note (optional)",
-    "alerts.stats": "{raised} raised this hour · mean ack {ack}",
+    "alerts.stats": "{raised} in the last hour · {rate} per operator per 10 min (guideline ≤ {guide}) · median ack {ack}",
 
     "sev.critical": "Critical",
     "sev.warning": "Warning",

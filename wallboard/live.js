@@ -117,8 +117,9 @@ export class Live {
         this._event(ev);
       }
     };
-    ws.onclose = () => {
+    ws.onclose = (e) => {
       if (this.ws !== ws) return;
+      if (e.code === 4401) this._dispatch("ended", {});   // the session ended or the role changed
       this.ws = null;
       if (this.connectedAt && Date.now() - this.connectedAt > STABLE_MS) this.attempt = 0;
       this.connectedAt = 0;

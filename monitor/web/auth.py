@@ -178,6 +178,16 @@ async def session_principal(conn: psycopg.AsyncConnection[Any], token: str) -> P
     return Principal("user", row["username"], row["role"], row["id"], csrf=row["csrf"])
 
 
+async def session_roles(conn: psycopg.AsyncConnection[Any], hashes: list[str]) -> dict[str, str]:
+    """Of these session hashes, the ones still valid, with their user's current role."""
+    cur = await conn.execute(
+        """SELECT s.token_hash, u.role FROM sessions s JOIN users u ON u.id = s.user_id
+           WHERE s.token_hash = ANY(%s) AND s.expires_at > now() AND NOT u.disabled""",
+        (hashes,),
+    )
+    return {r["token_hash"]: r["role"] for r in await cur.fetchall()}
+
+
 async def logout(conn: psycopg.AsyncConnection[Any], token: str, p: Principal, address: str | None) -> None:
     async with conn.transaction():
         await conn.execute("DELETE FROM sessions WHERE token_hash = %s", (sha256(token),))

@@ -56,6 +56,7 @@ async def logout(request: web.Request) -> web.Response:
     p = require_role(request, "viewer")
     async with request.app[DB].connection() as conn:
         await auth.logout(conn, request[TOKEN], p, client_address(request))
+    await request.app[HUB].close_session(auth.sha256(request[TOKEN]))  # its WebSockets end with it
     resp = web.json_response({"ok": True})
     resp.del_cookie(auth.COOKIE, path="/")
     return resp
@@ -73,7 +74,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     origin = request.headers.get("Origin")
     if origin is not None and not origin_allowed(request, origin):
         return error_response(403, "bad_origin", f"Origin {origin} not allowed")
-    return await request.app[HUB].serve(request, p)
+    token = request.get(TOKEN)
+    return await request.app[HUB].serve(request, p, session=auth.sha256(token) if token else None)
 
 
 def origin_allowed(request: web.Request, origin: str) -> bool:
@@ -124,7 +126,9 @@ async def index(request: web.Request) -> web.StreamResponse:
     index = WALLBOARD / "index.html"
     if not index.exists():
         return web.Response(text="monitor: wallboard not installed", content_type="text/plain")
-    return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+    # The lock buttons must not be clickable through someone else's frame (clickjacking).
+    return web.FileResponse(index, headers={"Cache-Control": "no-cache", "X-Frame-Options": "DENY",
+                                            "Content-Security-Policy": "frame-ancestors 'none'"})
 
 
 def add_static(app: web.Application) -> None:

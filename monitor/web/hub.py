@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ WS_EVENTS = Counter("monitor_ws_events_total", "events queued to WebSocket clien
 WS_DROPPED = Counter("monitor_ws_dropped_total", "events dropped for slow WebSocket clients")
 
 BATCH_BYTES = 64 * 1024  # a batched frame holds events up to about this size
+SESSION_ENDED = 4401  # close code: the session behind this socket ended (or its role changed)
 
 # Topics and the least role that may subscribe to them.
 TOPIC_ROLES: dict[str, str] = {
@@ -54,6 +55,7 @@ class Client:
     dropped: int = 0
     sent: int = 0
     batch: bool = False  # several queued events per frame, newline-separated
+    session: str | None = None  # the SHA-256 of the session token it was opened with
 
 
 class Hub:
@@ -94,10 +96,10 @@ class Hub:
             with contextlib.suppress(asyncio.QueueFull):
                 c.queue.put_nowait(text)
 
-    async def serve(self, request: web.Request, p: Principal) -> web.WebSocketResponse:
+    async def serve(self, request: web.Request, p: Principal, session: str | None = None) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
         await ws.prepare(request)
-        client = Client(ws, p, asyncio.Queue(self.queue_size))
+        client = Client(ws, p, asyncio.Queue(self.queue_size), session=session)
         self.clients.add(client)
         WS_CLIENTS.set(len(self.clients))
         sender = asyncio.create_task(self._sender(client), name="ws-sender")
@@ -176,6 +178,31 @@ class Hub:
                 await c.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too slow")
                 return
             c.sent += n
+
+    async def revalidate(self, check: Callable[[list[str]], Awaitable[dict[str, str]]]) -> int:
+        """Close the sockets whose session has ended (logout, expiry, a disabled user) or whose
+        role has changed since they opened: ``check`` maps live session hashes to their role.
+        The browser is told with close code 4401 and logs in (or reconnects) again."""
+        clients = [c for c in self.clients if c.session is not None]
+        if not clients:
+            return 0
+        live = await check(sorted({c.session for c in clients if c.session is not None}))
+        gone = [c for c in clients if live.get(c.session or "") != c.principal.role]
+        await self._close(gone, SESSION_ENDED, b"session ended")
+        return len(gone)
+
+    async def close_session(self, session: str) -> int:
+        """Close every socket opened with this session (its owner logged out)."""
+        gone = [c for c in self.clients if c.session == session]
+        await self._close(gone, SESSION_ENDED, b"session ended")
+        return len(gone)
+
+    async def _close(self, clients: list[Client], code: int, message: bytes) -> None:
+        async def one(c: Client) -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(c.ws.close(code=code, message=message), 2.0)
+
+        await asyncio.gather(*(one(c) for c in clients))
 
     async def close_all(self) -> None:
         self.closing = True

@@ -32,6 +32,7 @@ from aiohttp import web
 
 from monitor.config import Config, SiteConfig
 from monitor.errors import InputError, NotFound
+from monitor.web import auth
 from monitor.web.keys import CONFIG, DB, HUB, OVERVIEW, ROLES, SERVICES, TASKS
 from monitor.web.security import require_role
 
@@ -42,6 +43,7 @@ ACTIVE_STATES = ("open", "acknowledged")
 SNAPSHOT_REFRESH_S = 2.0   # the wall's default: each visible tile's snapshot this often
 PAGE_SIZE = 24             # tiles per page on the wall by default
 COUNTS_EVERY_S = 3.0       # how often the city's counts are re-read for the ``counts`` topic
+SESSIONS_EVERY_S = 30.0    # how often open WebSockets are checked against their sessions
 MAX_HOURS = 24 * 14
 
 
@@ -272,6 +274,23 @@ class Overview:
                 await self.push_counts()
             await asyncio.sleep(COUNTS_EVERY_S)
 
+    async def watch_sessions(self) -> None:
+        """Close WebSockets whose session ended or whose user's role changed (supervised)."""
+        from monitor.app import DB_READY
+
+        await self.app[DB_READY].wait()
+        hub = self.app[HUB]
+
+        async def check(hashes: list[str]) -> dict[str, str]:
+            async with self.app[DB].connection() as conn:
+                return await auth.session_roles(conn, hashes)
+
+        while True:
+            await asyncio.sleep(SESSIONS_EVERY_S)
+            n = await hub.revalidate(check)
+            if n:
+                log.info("closed %d WebSocket(s) whose session ended or whose role changed", n)
+
     async def greet(self, client: Any, topic: str) -> None:
         """A new ``counts`` subscriber gets the current counts at once."""
         c = self.last_counts if self.last_counts is not None else await self.counts()
@@ -283,6 +302,7 @@ async def _ctx(app: web.Application) -> AsyncIterator[None]:
     if "api" in app[ROLES]:
         app[HUB].snapshots["counts"] = ov.greet
         app[TASKS].supervise("overview-counts", ov.run)
+        app[TASKS].supervise("ws-sessions", ov.watch_sessions)
     yield
 
 

@@ -18,7 +18,8 @@ from psycopg.rows import dict_row
 
 from monitor.findings import Finding
 from monitor.sim.guns import Broker, GunFleet
-from monitor.web.keys import FINDINGS, HUB, SERVICES
+from monitor.web import auth
+from monitor.web.keys import DB, FINDINGS, HUB, SERVICES
 from tests.browser.conftest import WAIT_MS, City, Screens, api_session, has_route, open_as
 
 pytestmark = pytest.mark.browser
@@ -347,6 +348,18 @@ async def test_websocket_reconnects_and_resyncs(city: City, browser: Any, screen
     await page.wait_for_function("window.__wall.live.stats.overflows >= 1 && window.__wall.resyncs >= 1",
                                  timeout=WAIT_MS)
     await screens.shot(page, "after-resync")
+    # 3. the session ends elsewhere (an admin disables the account): the socket is closed
+    #    and the wall goes back to the login page
+    async with await psycopg.AsyncConnection.connect(city.db, row_factory=dict_row, autocommit=True) as conn:
+        await conn.execute("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = 'viewer1')")
+
+    async def check(hashes: list[str]) -> dict[str, str]:
+        async with city.app[DB].connection() as conn:
+            return await auth.session_roles(conn, hashes)
+
+    assert await hub.revalidate(check) >= 1
+    await page.wait_for_selector("form.login .form-error:not(:empty)", timeout=WAIT_MS)
+    await screens.shot(page, "session-ended")
     assert screens.errors == []
 
 

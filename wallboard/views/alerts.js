@@ -2,7 +2,8 @@
 // or the whole station from an alert, with the lock's true state from the device.
 import { h, replace, select, Disposer, coalesce } from "../dom.js";
 import { t, tOr } from "../i18n.js";
-import { fmtAgo, fmtShort, fmtTime } from "../fmt.js";
+import { fmtAgo, fmtDuration, fmtShort, fmtTime } from "../fmt.js";
+import { api } from "../api.js";
 import { atLeast, ACTIVE_STATES } from "../model.js";
 import { ackAlert } from "../actions.js";
 import { toast } from "../dialog.js";
@@ -32,7 +33,36 @@ export function mount(el, { store, missing, query, navigate }) {
         (v) => { f.site = v; renderList(); }, { name: "site" })),
       h("label", null, t("alerts.filter.rule"), select([["", t("common.all")], ...RULES.map((r) => [r, tOr(`rule.${r}`, r)])], f.rule,
         (v) => { f.rule = v; renderList(); }, { name: "rule" })),
+      h("span", { class: "load", id: "alert-load" }),
       h("span", { class: "counts", id: "alert-count" }));
+    renderLoad();
+  }
+
+  // Operators' load (GET /api/v1/alerts/stats): this hour's alarms per operator per 10 minutes
+  // against the guideline, and the median time to acknowledge.
+  let load = null;
+  async function fetchLoad() {
+    try {
+      const since = new Date(Date.now() - 3600 * 1000).toISOString();
+      load = await api.get("/api/v1/alerts/stats", { since });
+    } catch { load = null; }
+    renderLoad();
+  }
+  function renderLoad() {
+    const el = document.getElementById("alert-load");
+    if (!el) return;
+    if (!load || !Array.isArray(load.hours)) { replace(el); return; }
+    const hours = load.hours;
+    const last = {
+      raised: hours.reduce((n, x) => n + (x.raised || 0), 0),
+      alarms_per_10min_per_operator: Math.max(0, ...hours.map((x) => x.alarms_per_10min_per_operator || 0)),
+      over_guideline: hours.some((x) => x.over_guideline),
+    };
+    const guide = load.guideline?.alarms_per_10min_per_operator;
+    const p50s = (load.operators || []).flatMap((o) => (o.hours || []).map((x) => x.ack_s?.p50)).filter(Number.isFinite);
+    const ack = p50s.length ? fmtDuration(p50s.sort((a, b) => a - b)[Math.floor(p50s.length / 2)]) : "—";
+    replace(el, t("alerts.stats", { raised: last.raised ?? 0, rate: last.alarms_per_10min_per_operator ?? 0, guide: guide ?? "—", ack }));
+    el.classList.toggle("over", Boolean(last.over_guideline));
   }
 
   function row(a) {
@@ -112,6 +142,8 @@ export function mount(el, { store, missing, query, navigate }) {
   d.add(store.on("guns", redrawDetail));
   d.add(store.on("sites", () => { renderBar(); renderList(); renderDetail(); }));
   d.add(store.on("missing", renderList));
+  d.interval(fetchLoad, 60000);
+  fetchLoad();
   renderBar();
   renderList();
   renderDetail();
