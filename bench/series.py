@@ -339,7 +339,7 @@ async def bench_day(db_url: str, *, registry: int, fills: int) -> dict[str, Any]
     from zoneinfo import ZoneInfo
 
     from monitor.alerts.correlation import rules
-    from monitor.alerts.correlation.batch import Span, evaluate
+    from monitor.alerts.correlation.batch import evaluate, load_span
     from monitor.config import load_config
     from monitor.series import store
     from monitor.series.model import ScanRecord
@@ -387,13 +387,11 @@ async def bench_day(db_url: str, *, registry: int, fills: int) -> dict[str, Any]
         now = end + timedelta(hours=1)
         p = rules.Params()
         t0 = time.perf_counter()
-        d_fills = await store.fills_between(conn, start, end)
-        d_scans = await store.scans_between(conn, start, end)
-        codes = {s.cylinder for s in d_scans} | {f.cylinder for f in d_fills if f.cylinder}
-        d_cyls = await store.get_cylinders(conn, codes)
+        span = await load_span(conn, start, end, p)
+        d_fills = list(span.fills)
         t_read = time.perf_counter() - t0
         t1 = time.perf_counter()
-        found = evaluate(Span(fills=d_fills, scans=d_scans, cylinders=d_cyls), now=now, p=p)
+        found = evaluate(span, now=now, p=p)
         t_rules = time.perf_counter() - t1
         out["evaluate"] = {"read_seconds": round(t_read, 2), "rules_seconds": round(t_rules, 2),
                            "total_seconds": round(t_read + t_rules, 2),

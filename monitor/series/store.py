@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
 
 from monitor.series.model import Fill, Reading, ScanRecord
 from monitor.series.validity import Cylinder
@@ -55,8 +57,10 @@ async def get_cylinders(conn: Conn, codes: Iterable[str]) -> dict[str, Cylinder]
     codes = list(set(codes))
     if not codes:
         return {}
-    cur = await conn.execute(f"SELECT {_CYL_COLS} FROM cylinders WHERE code = ANY(%s)", (codes,))
-    return {r["code"]: cylinder_from_row(r) for r in map(_row, await cur.fetchall())}
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(f"SELECT {_CYL_COLS} FROM cylinders WHERE code = ANY(%s)", (codes,))
+        return {r[0]: Cylinder(r[0], r[1], r[2], float(r[3]), float(r[4]), r[5], r[6], r[7], r[8])
+                for r in await cur.fetchall()}
 
 
 async def last_scan(conn: Conn, *, cylinder: str, site: str, step: str, since: datetime) -> ScanRecord | None:
@@ -72,22 +76,32 @@ async def last_scan(conn: Conn, *, cylinder: str, site: str, step: str, since: d
 
 
 async def insert_scans(conn: Conn, scans: Sequence[ScanRecord]) -> list[bool]:
-    """Store scans once each: True for a scan stored now, False for a known id (a retry)."""
+    """Store scans once each, in one statement: True for a scan stored now, False for a
+    known id (a retry, or the same id twice in one batch)."""
+    if not scans:
+        return []
+    cur = await conn.execute(
+        """WITH u AS (
+             SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[],
+                                  %s::text[], %s::text[], %s::jsonb[])
+                      WITH ORDINALITY AS u(id, ts, cylinder, site_id, step, validity, operator, app, photos, n)),
+           ins AS (
+             INSERT INTO scan_ids (id, ts) SELECT DISTINCT ON (id) id, ts FROM u ORDER BY id, n
+             ON CONFLICT (id) DO NOTHING RETURNING id)
+           INSERT INTO scans (id, ts, cylinder, site_id, step, validity, operator, app, photos)
+           SELECT DISTINCT ON (u.id) u.id, u.ts, u.cylinder, u.site_id, u.step, u.validity, u.operator, u.app,
+                  ARRAY(SELECT jsonb_array_elements_text(u.photos))
+           FROM u JOIN ins USING (id) ORDER BY u.id, u.n
+           RETURNING id""",
+        ([x.id for x in scans], [x.ts for x in scans], [x.cylinder for x in scans], [x.site for x in scans],
+         [x.step for x in scans], [x.validity for x in scans], [x.operator for x in scans], [x.app for x in scans],
+         [Jsonb(list(x.photos)) for x in scans]),
+    )
+    new = {(r["id"] if isinstance(r, dict) else r[0]) for r in await cur.fetchall()}
     out: list[bool] = []
-    for s in scans:
-        cur = await conn.execute(
-            "INSERT INTO scan_ids (id, ts) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING RETURNING id",
-            (s.id, s.ts),
-        )
-        if await cur.fetchone() is None:
-            out.append(False)
-            continue
-        await conn.execute(
-            """INSERT INTO scans (id, ts, cylinder, site_id, step, validity, operator, app, photos)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-            (s.id, s.ts, s.cylinder, s.site, s.step, s.validity, s.operator, s.app, list(s.photos)),
-        )
-        out.append(True)
+    for x in scans:
+        out.append(x.id in new)
+        new.discard(x.id)  # a second copy in the same batch is not "stored now"
     return out
 
 
@@ -102,8 +116,10 @@ async def scans_between(
     if steps is not None:
         sql += " AND step = ANY(%s)"
         args.append(list(steps))
-    cur = await conn.execute(sql + " ORDER BY ts, id", args)
-    return [scan_from_row(_row(r)) for r in await cur.fetchall()]
+    async with conn.cursor(row_factory=tuple_row) as cur:  # tuples: a day is 240 k scans
+        await cur.execute(sql + " ORDER BY ts, id", args)
+        return [ScanRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(r[8] or ()))
+                for r in await cur.fetchall()]
 
 
 READING_COLS = ("ts", "site_id", "scale_id", "gross_kg", "gun_open", "cylinder", "received_at")
@@ -198,8 +214,11 @@ async def fills_between(conn: Conn, start: datetime, end: datetime, *, site: str
     if site is not None:
         sql += " AND site_id = %s"
         args.append(site)
-    cur = await conn.execute(sql + " ORDER BY started_at", args)
-    return [fill_from_row(_row(r)) for r in await cur.fetchall()]
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(sql + " ORDER BY started_at", args)
+        return [Fill(site=r[2], scale=r[3], gun=r[4], started_at=r[0], ended_at=r[1], tare_kg=float(r[6]),
+                     gross_kg=float(r[7]), cylinder=r[5], readings=int(r[8]), flags=tuple(r[9] or ()))
+                for r in await cur.fetchall()]
 
 
 async def last_fill(conn: Conn, cylinder: str) -> Fill | None:

@@ -96,3 +96,27 @@ async def test_stock_mismatch_from_camera_counts(db: Database) -> None:
     found = [f for f in drained(bus) if f.rule == "stock_mismatch"]
     assert len(found) == 1 and found[0].active and found[0].source == f"{site}-store"
     assert found[0].details["video_count"] == stock + 3 and found[0].details["scan_stock"] == stock
+
+
+async def test_a_span_read_back_from_the_database(db: Database) -> None:
+    """``batch.load_span`` + ``evaluate``: the day re-examined from what is stored."""
+    from monitor.alerts.correlation import rules
+    from monitor.alerts.correlation.batch import evaluate, load_span
+
+    site = f"st-t{uuid.uuid4().hex[:6]}"
+    t0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    scanned, unscanned = new_code(), new_code()
+    async with db.connection() as conn:
+        for c in (scanned, unscanned):
+            await conn.execute("INSERT INTO cylinders (code, owner_site, nominal_kg, tare_kg, manufactured, status) "
+                               "VALUES (%s, %s, 15, 16.4, '2022-01-01', 'in_service')", (c, site))
+        await store.insert_scans(conn, [ScanRecord(new_code(), t0 - timedelta(seconds=200), scanned, site,
+                                                   "prefill_check", "ok")])
+        await store.insert_fills(conn, [
+            Fill(site, "s1", "g1", t0, t0 + timedelta(seconds=60), 16.4, 31.4, scanned, 60),
+            Fill(site, "s2", "g2", t0, t0 + timedelta(seconds=60), 16.4, 33.9, unscanned, 60)])
+        span = await load_span(conn, t0 - timedelta(hours=1), t0 + timedelta(hours=1), rules.Params())
+    found = evaluate(span, now=t0 + timedelta(hours=2), p=rules.Params())
+    assert [f.subject for f in found["fill_without_scan"]] == [unscanned]
+    assert [f.subject for f in found["overfill"]] == [unscanned]
+    assert [f.subject for f in found["missing_postfill_check"]] == [scanned]

@@ -62,10 +62,18 @@ async def test_last_scan(db_conn: psycopg.AsyncConnection[Any], step: str, site:
 
 async def test_scan_stored_once(db_conn: psycopg.AsyncConnection[Any]) -> None:
     c = code()
-    s = scan(c)
+    s = ScanRecord(id=uuid.uuid4().hex, ts=T0, cylinder=c, site="st-a", step="deliver", validity="ok",
+                   operator="op", app="a", photos=("p/1.jpg", "p/2.jpg"))
     assert await store.insert_scans(db_conn, [s]) == [True]
     assert await store.insert_scans(db_conn, [s, scan(c, sid=s.id, ts=T0 + timedelta(seconds=5))]) == [False, False]
     cur = await db_conn.execute("SELECT count(*) AS n FROM scans WHERE id = %s", (s.id,))
+    assert (await cur.fetchone())["n"] == 1  # type: ignore[index]
+    [back] = (await store.cylinder_history(db_conn, c))[0]
+    assert back == s
+    twice = scan(c)  # the same id twice in one batch: stored once, the first copy
+    other = scan(c)
+    assert await store.insert_scans(db_conn, [twice, other, twice]) == [True, True, False]
+    cur = await db_conn.execute("SELECT count(*) AS n FROM scans WHERE id = %s", (twice.id,))
     assert (await cur.fetchone())["n"] == 1  # type: ignore[index]
 
 

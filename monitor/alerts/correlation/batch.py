@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from monitor.alerts.correlation import rules
 from monitor.findings import Finding
-from monitor.series import inventory
+from monitor.series import inventory, store
 from monitor.series.model import Fill, ScanRecord
 from monitor.series.validity import Cylinder
 
@@ -46,3 +47,14 @@ def evaluate(span: Span, *, now: datetime, p: rules.Params) -> dict[str, list[Fi
         "antistatic_during_fill": rules.antistatic_during_fill(span.antistatic, intervals),
         "device_silent": rules.device_silent(span.last_seen, now=now, p=p),
     }
+
+
+async def load_span(conn: Any, start: datetime, end: datetime, p: rules.Params) -> Span:
+    """The series of [start, end) from the database, with the pre-fill window before it and
+    the post-fill window after it, and the registry records the rules need (the cylinders
+    of pre-fill scans and of fills; invalid scans carry their judgement already)."""
+    fills = await store.fills_between(conn, start, end)
+    scans = await store.scans_between(conn, start - timedelta(seconds=p.prefill_window_s),
+                                      end + timedelta(seconds=p.postfill_window_s))
+    codes = {s.cylinder for s in scans if s.step == "prefill_check"} | {f.cylinder for f in fills if f.cylinder}
+    return Span(fills=fills, scans=scans, cylinders=await store.get_cylinders(conn, codes))

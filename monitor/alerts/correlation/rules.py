@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 from monitor.findings import Finding
@@ -65,7 +66,7 @@ class ScanIndex:
                 by[s.site].append(s)
         idx = cls()
         for site, ss in by.items():
-            ss.sort(key=lambda s: (s.ts, s.id))
+            ss.sort(key=attrgetter("ts", "id"))
             idx.by_site[site] = ss
             idx.times[site] = [s.ts for s in ss]
         return idx
@@ -126,7 +127,7 @@ def match_fills(fills: Iterable[Fill], index: ScanIndex, cylinders: Mapping[str,
     scale reported the code (exact), then the others (in start order) from what is left,
     so an unidentified fill never takes the scan an identified one rests on."""
     used = set() if used is None else used
-    ordered = sorted(fills, key=lambda f: (f.started_at, f.site, f.scale))
+    ordered = sorted(fills, key=attrgetter("started_at", "site", "scale"))
     found: dict[int, Match] = {}
     for pass_coded in (True, False):
         for i, f in enumerate(ordered):
