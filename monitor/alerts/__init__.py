@@ -19,9 +19,12 @@ from aiohttp import web
 
 
 def setup(app: web.Application) -> None:
-    """Plug the alerts part into the app: routes, and one cleanup context (engine, evidence)."""
+    """Plug the alerts part into the app: routes (api role), and one cleanup context (engine,
+    evidence) in every role, since findings are made in every role."""
     from monitor.alerts import api
     from monitor.alerts.service import alerts_ctx
+    from monitor.web.keys import ROLES
 
-    app.add_routes(api.routes)
-    app.cleanup_ctx.append(alerts_ctx)
+    if "api" in app[ROLES]:
+        app.add_routes(api.routes)
+    app.cleanup_ctx.append(alerts_ctx)  # the engine runs wherever findings are made (every role)

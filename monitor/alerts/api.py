@@ -23,6 +23,7 @@ from monitor.alerts.store import AlertFilter, decode_cursor, encode_cursor
 from monitor.config import ID_RE
 from monitor.errors import InputError, NotFound
 from monitor.findings import RULES
+from monitor.store.audit import record
 from monitor.web.errors import parse_body, read_json
 from monitor.web.keys import ALERTS
 from monitor.web.security import client_address, require_role
@@ -429,8 +430,6 @@ async def export_incident(request: web.Request) -> web.StreamResponse:
     size, digest, items = await asyncio.to_thread(incidents.write_archive, dest, doc, media)
     try:
         async with svc.db.connection() as conn:
-            from monitor.store.audit import record
-
             await record(conn, p.actor(client_address(request)), "incident.export", f"incident/{aid}",
                          details={"file": dest.name, "bytes": size, "sha256": digest, "items": items})
     except BaseException:

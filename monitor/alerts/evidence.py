@@ -132,6 +132,11 @@ async def insert_plans(conn: Conn, plans: list[tuple[int, EvidencePlan]]) -> lis
 # --- gathering ----------------------------------------------------------------------
 
 
+# A pending row untouched this long is nobody's: longer than any single try may take
+# (a clip waits for its post-roll, at most 120 s, plus 30 s).
+STALE_S = 300.0
+
+
 class Unavailable(Exception):
     """The evidence cannot exist (no such table, the ring no longer holds the time)."""
 
@@ -226,19 +231,24 @@ class EvidenceGatherer:
         self.stats.queued += 1
         return True
 
-    async def sweep(self, older_than_s: float = 0.0) -> int:
-        """Queue the pending rows no task holds (a restart, a full queue)."""
+    async def sweep(self, older_than_s: float = STALE_S) -> int:
+        """Claim and queue the pending rows nobody has touched for ``older_than_s`` (left by a
+        restart, or dropped from a full queue). A claim bumps ``updated_at``, as every try
+        does, so two processes never take the same row, nor a row that is being worked on."""
         async with self.db.connection() as conn:
             cur = await conn.execute(
-                """SELECT e.id, e.alert_id, e.kind, e.camera, e.request, a.summary
-                   FROM evidence e JOIN alerts a ON a.id = e.alert_id
-                   WHERE e.status = 'pending' AND e.created_at <= now() - make_interval(secs => %s)
-                   ORDER BY e.id LIMIT 500""",
+                """UPDATE evidence e SET updated_at = now()
+                   FROM alerts a
+                   WHERE a.id = e.alert_id AND e.id IN (
+                       SELECT id FROM evidence
+                       WHERE status = 'pending' AND updated_at <= now() - make_interval(secs => %s)
+                       ORDER BY id LIMIT 200 FOR UPDATE SKIP LOCKED)
+                   RETURNING e.id, e.alert_id, e.kind, e.camera, e.request, a.summary""",
                 (older_than_s,),
             )
             rows = await cur.fetchall()
         n = 0
-        for r in rows:
+        for r in sorted(rows, key=lambda r: int(r["id"])):
             if r["id"] in self.inflight:
                 continue
             if self.enqueue(Job(int(r["id"]), int(r["alert_id"]), r["kind"], r["request"] or {}, r["camera"],
@@ -265,7 +275,7 @@ class EvidenceGatherer:
     async def sweeper(self, every_s: float = 60.0) -> None:
         while True:
             try:
-                await self.sweep(older_than_s=every_s / 2)
+                await self.sweep()
             except DatabaseUnavailable as e:
                 log.warning("evidence sweep: %s", e)
             await asyncio.sleep(every_s)
@@ -275,6 +285,8 @@ class EvidenceGatherer:
         try:
             for attempt in range(1, self.attempts + 1):
                 self.stats.attempts += 1
+                if attempt > 1:
+                    await self._touch(job)
                 try:
                     result = await asyncio.wait_for(self._gather(job), self._limit_s(job))
                 except Unavailable as e:
@@ -313,6 +325,10 @@ class EvidenceGatherer:
             wait = (end - self.clock.now()).total_seconds() if end else 0.0
             return max(0.0, min(wait, 120.0)) + 30.0
         return 30.0
+
+    async def _touch(self, job: Job) -> None:
+        async with self.db.connection() as conn:
+            await conn.execute("UPDATE evidence SET updated_at = now() WHERE id = %s", (job.evidence_id,))
 
     async def _note_attempt(self, job: Job, attempt: int, err: str) -> None:
         async with self.db.connection() as conn:

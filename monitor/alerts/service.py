@@ -19,7 +19,7 @@ from monitor.errors import DatabaseUnavailable
 from monitor.evidence import EvidenceSource
 from monitor.store.db import Database
 from monitor.web.hub import Client, Hub
-from monitor.web.keys import ALERTS, CONFIG, DB, FINDINGS, HUB, SERVICES, TASKS
+from monitor.web.keys import ALERTS, CONFIG, DB, FINDINGS, HUB, ROLES, SERVICES, TASKS
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,8 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ALERTS] = svc
     services["alerts"] = svc
     app[FINDINGS].subscribe(svc.engine.submit)
-    app[HUB].snapshots["alerts"] = svc.snapshot
+    if "api" in app[ROLES]:
+        app[HUB].snapshots["alerts"] = svc.snapshot
     tasks = app[TASKS]
     ready = app[DB_READY]
 

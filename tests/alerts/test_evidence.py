@@ -209,3 +209,30 @@ def test_evidence_plan_by_rule(tmp_path: Path) -> None:
 )
 def test_boxes_are_read_defensively(details: dict[str, object], labels: list[tuple[str, bool]]) -> None:
     assert [(b.label, b.highlight) for b in boxes_from_details(details)] == labels
+
+
+async def test_pending_evidence_left_by_a_restart_is_claimed_once(alerts_db: str, mqtt_url: str,
+                                                                  tmp_path: Path) -> None:
+    cfg = alerts_config(alerts_db, tmp_path, mqtt_url)
+    async with serve(cfg, roles=API) as svc:
+        await svc.submit(make_finding("invalid_cylinder", source="app", subject="CYL000555"))
+        await gathered(svc)
+        (a,) = await rows(alerts_db, "SELECT id FROM alerts")
+        async with await psycopg.AsyncConnection.connect(alerts_db, autocommit=True) as conn:
+            # as if the process had died before gathering: pending, untouched for ten minutes
+            await conn.execute("""UPDATE evidence SET status = 'pending', updated_at = now() - interval '10 min'
+                                  WHERE alert_id = %s""", (a["id"],))
+            cur = await conn.execute(
+                """INSERT INTO alerts (rule, severity, site, source, subject, summary, latched, first_seen,
+                                       last_seen, opened_at) VALUES ('invalid_cylinder', 'critical', 'st-minwang',
+                                       'app', 'CYL000556', 'x', true, now(), now(), now()) RETURNING id""")
+            fresh = (await cur.fetchone())[0]  # type: ignore[index]
+            await conn.execute("""INSERT INTO evidence (alert_id, kind, request) VALUES (%s, 'scans', %s)""",
+                               (fresh, json.dumps({"site": "st-minwang", "cylinders": ["CYL000556"],
+                                                   "start": later(-60).isoformat(), "end": later(0).isoformat()})))
+        gatherer = svc.svc.gatherer
+        assert await gatherer.sweep() == 1  # the stale row; not the fresh one (someone may be on it)
+        await gathered(svc)
+        assert await gatherer.sweep() == 0
+        st = {r["alert_id"]: r["status"] for r in await rows(alerts_db, "SELECT alert_id, status FROM evidence")}
+        assert st == {a["id"]: "ready", fresh: "pending"}
