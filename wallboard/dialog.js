@@ -37,6 +37,7 @@ export function confirmTwoStep({ title, target, label, placeholder, confirmText,
   function step2() {
     const text = area.value.trim();
     if (!text) { replace(errBox, `${label}: ${t("common.required")}`); area.focus(); return; }
+    replace(errBox);
     const go = h("button", { class: "btn danger", type: "button", "data-step": "2", onclick: doit }, confirmText);
     const body = h("div", { class: "two-step" },
       h("p", { class: "confirm-q" }, t(step2Key, { target })),

@@ -4,6 +4,7 @@ import { alertFromEvent, alertOrder, cameraFromEvent, camerasOfSites, gunsFromEv
   normSites, ACTIVE_STATES } from "./model.js";
 
 export const MAX_ALERTS = 500;
+const NATURAL = new Intl.Collator("en", { numeric: true });
 
 export class Store {
   constructor() {
@@ -128,7 +129,7 @@ export class Store {
   }
 
   gunsOf(site) {
-    return [...this.guns.values()].filter((g) => g.site === site).sort((a, b) => a.gun.localeCompare(b.gun));
+    return [...this.guns.values()].filter((g) => g.site === site).sort((a, b) => NATURAL.compare(a.gun, b.gun));
   }
 
   setCounts(c) { this.counts = c; this.emit("counts", c); }

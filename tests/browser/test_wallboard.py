@@ -253,7 +253,21 @@ async def test_incident_page_plays_the_clip_and_closes(city: City, browser: Any,
     if not await has_route(city, "GET", "/api/v1/incidents/{id}"):
         pytest.skip("the incidents API is not installed: GET /api/v1/incidents/{id} (issue 6)")
     city.app[SERVICES]["evidence"] = ClipSource()
-    f = _finding(rule="antistatic_skipped")
+    # An anti-static violation during a fill, a little while ago: its evidence is the clip,
+    # the snapshot and the scale trace of the fill (readings put in the series table).
+    now = datetime.now(UTC)
+    t_fill0, t_fill1 = now - timedelta(seconds=200), now - timedelta(seconds=140)
+    async with await psycopg.AsyncConnection.connect(city.db, autocommit=True) as conn:
+        for i in range(31):
+            ts = t_fill0 + timedelta(seconds=2 * i)
+            await conn.execute(
+                """INSERT INTO scale_readings (ts, site_id, scale_id, gross_kg, gun_open, cylinder, received_at)
+                   VALUES (%s, %s, 's1', %s, %s, NULL, %s) ON CONFLICT DO NOTHING""",
+                (ts, STATION, 15.0 + min(i, 27) * 0.55, 2 <= i <= 27, ts))
+    f = Finding(rule="antistatic_during_fill", site=STATION, source=f"{STATION}-entry",
+                subject=f"track-{now.timestamp():.0f}", ts=now - timedelta(seconds=150),
+                summary="浏览器测试：充装期间进入充装区前未静电释放",
+                details={"track": 9, "scale": "s1", "fill_start": t_fill0.isoformat(), "fill_end": t_fill1.isoformat()})
     await city.app[FINDINGS].submit(f)
     await city.app[FINDINGS].drain(10)
     alert_id = None
@@ -279,7 +293,17 @@ async def test_incident_page_plays_the_clip_and_closes(city: City, browser: Any,
     )
     assert await sup.locator(".timeline .fmark").count() >= 1
     assert await sup.evaluate("document.querySelector('img.snapshot')?.naturalWidth || 0") > 0
+    await sup.wait_for_selector("svg.chart polyline.series", timeout=WAIT_MS)  # the scale trace
     await screens.shot(sup, "incident-playing")
+    # export: one archive, audited
+    async with sup.expect_download(timeout=WAIT_MS) as dl:
+        await sup.click("[data-action=export]")
+    download = await dl.value
+    assert download.suggested_filename.endswith(".zip")
+    async with await psycopg.AsyncConnection.connect(city.db, row_factory=dict_row) as conn:
+        cur = await conn.execute("SELECT actor FROM audit WHERE action = 'incident.export' AND target = %s",
+                                 (f"incident/{alert_id}",))
+        assert (await cur.fetchone() or {}).get("actor") == "supervisor1"
     # close it with a disposition; the form needs both
     await sup.click(".close-form button[type=submit]")
     await sup.wait_for_selector(".close-form .form-error:not(:empty)", timeout=WAIT_MS)

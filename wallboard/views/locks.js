@@ -46,7 +46,7 @@ export function gunTable(store, site, { alertId } = {}) {
   const me = store.me;
   const configured = store.sites.get(site)?.guns || [];
   const known = new Map(store.gunsOf(site).map((g) => [g.gun, g]));
-  const ids = [...new Set([...configured, ...known.keys()])].sort();
+  const ids = [...new Set([...configured, ...known.keys()])].sort(new Intl.Collator("en", { numeric: true }).compare);
   if (!ids.length) return null;
   const rows = ids.map((gun) => {
     const g = known.get(gun) || { site, gun, locked: false, commandState: null, reportedLocked: null };

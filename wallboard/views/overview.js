@@ -41,8 +41,8 @@ export function mount(el, { store }) {
   const counts = h("div", { class: "kpis" });
   const map = h("div", { class: "map" });
   const side = h("div", { class: "site-card" });
-  const fills = h("div", { class: "chart-box" });
-  const stock = h("div", { class: "chart-box" });
+  const fills = h("div", { class: "chart-box" }, h("div", { class: "empty small" }, t("common.loading")));
+  const stock = h("div", { class: "chart-box" }, h("div", { class: "empty small" }, t("common.loading")));
   el.append(h("div", { class: "overview" },
     counts,
     h("div", { class: "ov-main" },

@@ -9,6 +9,7 @@ import { drawOverlay } from "../overlay.js";
 import { normDetections } from "../model.js";
 
 const PREFS = "monitor.wall";
+const NATURAL = new Intl.Collator("zh-CN", { numeric: true });
 const PAGE_SIZES = [12, 24, 48, 96, 200];
 const OVERLAY_MAX_CAMERAS = 48;   // live detections subscribed for at most this many tiles
 
@@ -41,8 +42,9 @@ export function mount(el, { store, live, missing, navigate, query }) {
       out.push({ c, s });
     }
     const key = ({ s }) => (prefs.group === "district" ? s.district || "—" : prefs.group === "kind" ? s.kind : "");
-    out.sort((a, b) => key(a).localeCompare(key(b), "zh-CN") || (a.s.kind || "").localeCompare(b.s.kind || "")
-      || a.s.name.localeCompare(b.s.name, "zh-CN") || a.c.id.localeCompare(b.c.id));
+    // Stations before outlets; names in natural order (第2号 before 第10号).
+    out.sort((a, b) => key(a).localeCompare(key(b), "zh-CN") || (b.s.kind || "").localeCompare(a.s.kind || "")
+      || NATURAL.compare(a.s.name, b.s.name) || NATURAL.compare(a.c.id, b.c.id));
     return out.map((x) => ({ ...x, group: key(x) }));
   }
 
