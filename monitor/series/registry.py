@@ -211,7 +211,12 @@ async def import_csv(conn: psycopg.AsyncConnection[Any], path: str, *, actor: au
         raise InputError(f"{path}: cannot read: {e.strerror}", field="file") from e
     with fh:
         rows = read_csv(fh, today=today or date.today(), sites=sites, report=report)
-        await load_rows(conn, rows, report, actor=actor, source=path)
+        try:
+            await load_rows(conn, rows, report, actor=actor, source=path)
+        except UnicodeDecodeError as e:  # nothing was loaded: the transaction rolled back
+            raise InputError(f"{path}: not UTF-8 text near byte {e.start}; nothing loaded", field="file") from e
+        except csv.Error as e:
+            raise InputError(f"{path}: not a CSV file ({e}); nothing loaded", field="file") from e
     report.seconds = time.perf_counter() - t0
     log.info("registry import %s: %s", path, report.as_json())
     return report

@@ -123,3 +123,11 @@ def test_simulated_registry_has_the_expected_shares() -> None:
     for reason in ("over_age", "inspection_due", "scrapped"):
         assert 0.005 < share[reason] < 0.12, (reason, share)
     assert Counter(r[3] for r in rows).most_common(1)[0][0] == 15.0
+
+
+def test_import_refuses_a_file_that_is_not_utf8(session_db: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "gbk.csv"
+    f.write_bytes((",".join(COLUMNS) + "\n").encode() + "HK000000001,V1,st-a,15,16.5,2020-01-02,,,在用\n".encode("gbk"))
+    assert main(["registry", "import", str(f), "--database-url", session_db, "--any-owner"]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
