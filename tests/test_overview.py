@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import aiohttp
 import psycopg
@@ -21,6 +22,7 @@ from monitor.web.overview import (
     parse_hours,
     site_counts,
     site_state,
+    wallboard_version,
 )
 from tests.conftest import city_config, running_service
 
@@ -34,6 +36,14 @@ from tests.conftest import city_config, running_service
 ])
 def test_site_state_most_urgent_first(counts: SiteCounts, state: str) -> None:
     assert site_state(counts) == state
+
+
+def test_wallboard_version_changes_with_its_files(tmp_path: Path) -> None:
+    (tmp_path / "a.js").write_text("1")
+    v1 = wallboard_version(tmp_path)
+    assert wallboard_version(tmp_path) == v1
+    (tmp_path / "a.js").write_text("12")
+    assert wallboard_version(tmp_path) != v1
 
 
 def test_site_counts_only_its_own_cameras() -> None:
@@ -111,6 +121,7 @@ async def test_routes_on_the_real_service(session_db: str, mqtt_url: str) -> Non
         r = await http.get(f"{base}/api/v1/overview")
         ov = await r.json()
         assert ov["timezone"] == "Asia/Shanghai" and ov["counts"]["sites"] == len(cfg.sites)
+        assert len(ov["wallboard_version"]) == 16
         assert ov["counts"]["guns"] == sum(len(s.guns) for s in cfg.sites)
         r = await http.get(f"{base}/api/v1/charts/fills", params={"hours": "6"})
         fills = await r.json()

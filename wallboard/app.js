@@ -103,6 +103,9 @@ async function resync() {
   if (resyncing) return resyncing;
   resyncing = (async () => {
     await load("/api/v1/overview", null, (d) => {
+      // The service was upgraded under a wall that has run for days: load the new wallboard.
+      if (d.wallboard_version && store.version && d.wallboard_version !== store.version) location.reload();
+      store.version = d.wallboard_version || store.version;
       if (d.timezone) setTimeZone(d.timezone);
       if (d.settings) Object.assign(store.settings, d.settings);
       store.setCounts(d.counts || null);

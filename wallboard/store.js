@@ -9,6 +9,7 @@ const NATURAL = new Intl.Collator("en", { numeric: true });
 export class Store {
   constructor() {
     this.me = null;
+    this.version = null;   // the wallboard's files as first loaded
     this.settings = { timezone: "Asia/Shanghai", snapshot_refresh_s: 2, page_size: 24 };
     this.sites = new Map();
     this.cameras = new Map();

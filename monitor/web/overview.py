@@ -3,8 +3,9 @@
 - ``GET /api/v1/sites``  viewer+: every configured site with kind, name, district,
   location ``[lon, lat]``, capacity, guns, cameras (id, name, rules, zones, state), ``counts`` (``alerts_open``,
   ``alerts_critical``, ``cameras_offline``, ``guns_locked``) and its map ``state``.
-- ``GET /api/v1/overview``  viewer+: ``{"timezone", "settings", "counts"}``: the city's
-  counts and what the wall needs to know (its time zone, the snapshot refresh).
+- ``GET /api/v1/overview``  viewer+: ``{"timezone", "settings", "wallboard_version", "counts"}``:
+  the city's counts and what the wall needs to know (its time zone, the snapshot refresh,
+  the fingerprint of its files so a long-running wall reloads after an upgrade).
 - ``GET /api/v1/charts/fills?hours=24&site=``  viewer+: fills per hour per station
   (``{"hours": [iso...], "stations": [{"site", "name", "counts": [...]}]}``).
 - ``GET /api/v1/charts/stock?site=``  viewer+: each outlet's scan-derived stock, the
@@ -21,10 +22,12 @@ table that is not there yet (its part not installed) counts as empty.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import psycopg
@@ -33,6 +36,7 @@ from aiohttp import web
 from monitor.config import Config, SiteConfig
 from monitor.errors import InputError, NotFound
 from monitor.web import auth
+from monitor.web.core_api import WALLBOARD
 from monitor.web.keys import CONFIG, DB, HUB, OVERVIEW, ROLES, SERVICES, TASKS
 from monitor.web.security import require_role
 
@@ -228,12 +232,25 @@ class CameraStates(Protocol):
     def camera_states(self) -> Mapping[str, str]: ...
 
 
+def wallboard_version(root: Path = WALLBOARD) -> str:
+    """A fingerprint of the wallboard's files: a wall that has run for weeks reloads itself
+    when the service was upgraded under it (its ES modules are cached by the browser)."""
+    h = hashlib.sha256()
+    if root.is_dir():
+        for f in sorted(root.rglob("*")):
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 class Overview:
     """Reads the tallies, answers the routes, and pushes the city's counts on change."""
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
         self.cfg: Config = app[CONFIG]
+        self.version = wallboard_version()
         self.last_counts: dict[str, int] | None = None
         self.pushed = 0
 
@@ -330,6 +347,7 @@ async def overview(request: web.Request) -> web.Response:
     return web.json_response({
         "timezone": ov.cfg.timezone,
         "settings": {"snapshot_refresh_s": SNAPSHOT_REFRESH_S, "page_size": PAGE_SIZE},
+        "wallboard_version": ov.version,
         "counts": await ov.counts(),
         "time": datetime.now(UTC).isoformat(),
     })
