@@ -103,45 +103,51 @@ class Source:
         self._cursor = self.units()  # a camera runs on without viewers: a new media resumes here
         self._lock = threading.Lock()
 
-    def next(self) -> tuple[bytes, float]:
+    def next(self) -> tuple[bytes, float, int]:
+        """The next (access unit, duration, index of the unit in the cycle)."""
         with self._lock:
-            unit: tuple[bytes, float] = next(self._cursor)
+            unit: tuple[bytes, float, int] = next(self._cursor)
             return unit
 
     def units(self) -> Any:
-        """Yield (access unit, frame duration) for ever."""
+        """Yield (access unit, frame duration, index in the cycle) for ever."""
         if self.corrupt:
             rnd = random.Random(self.name)
             fps = self.segments[0][1] if self.segments else 10.0
             while True:
-                yield b"\x00\x00\x00\x01" + bytes([0x65]) + rnd.randbytes(1500), 1.0 / fps
+                yield b"\x00\x00\x00\x01" + bytes([0x65]) + rnd.randbytes(1500), 1.0 / fps, 0
         while True:
+            i = 0
             for aus, fps in self.segments:
                 for au in aus:
-                    yield au, 1.0 / fps
+                    yield au, 1.0 / fps, i
+                    i += 1
 
 
 class Feeder(threading.Thread):
     """Pushes one source's access units into an appsrc in real time until stopped."""
 
-    def __init__(self, Gst: Any, appsrc: Any, source: Source) -> None:
+    def __init__(self, Gst: Any, appsrc: Any, source: Source, push_log: Any = None) -> None:
         super().__init__(name=f"feed-{source.name}", daemon=True)
         self.Gst = Gst
         self.appsrc = appsrc
         self.source = source
         self.stop_event = threading.Event()
+        self.push_log = push_log
 
     def run(self) -> None:
         Gst = self.Gst
         nxt = time.monotonic()
         while not self.stop_event.is_set():
-            au, dur = self.source.next()
+            au, dur, idx = self.source.next()
             buf = Gst.Buffer.new_wrapped(au)
             buf.duration = int(dur * Gst.SECOND)
             ret = self.appsrc.emit("push-buffer", buf)
             if ret != Gst.FlowReturn.OK:
                 log.info("%s: push stopped (%s)", self.source.name, ret)
                 break
+            if self.push_log is not None:
+                self.push_log.write(f"{self.source.name} {idx} {time.time():.6f}\n")
             nxt += dur
             delay = nxt - time.monotonic()
             if delay < -1.0:  # frozen (SIGSTOP) or starved: skip ahead, never burst
@@ -194,11 +200,13 @@ def serve(args: argparse.Namespace) -> int:
     server.set_service(str(args.port))
     mounts = server.get_mount_points()
     feeders: dict[int, Feeder] = {}
+    # --push-log: one line per access unit pushed, "name index wall-clock" (latency benchmarks)
+    push_log = open(args.push_log, "a", buffering=1, encoding="utf-8") if args.push_log else None
     lock = threading.Lock()
 
     def on_configure(_factory: Any, media: Any, source: Source) -> None:
         appsrc = media.get_element().get_child_by_name("src")
-        feeder = Feeder(Gst, appsrc, source)
+        feeder = Feeder(Gst, appsrc, source, push_log)
         with lock:
             feeders[id(media)] = feeder
 
@@ -242,6 +250,8 @@ def serve(args: argparse.Namespace) -> int:
     with lock:
         for f in feeders.values():
             f.stop_event.set()
+    if push_log is not None:
+        push_log.close()
     return 0
 
 
@@ -254,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--switch", action="append", default=[], metavar="NAME=PATH1,PATH2[@FPS]")
     p.add_argument("--corrupt", action="append", default=[], metavar="NAME")
     p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--push-log", help="append 'name index wall-clock' per access unit pushed")
     args = p.parse_args(argv)
     logging.basicConfig(level=os.environ.get("RTSP_SIM_LOG", "WARNING"), format="rtsp-sim %(levelname)s %(message)s")
     return serve(args)

@@ -50,16 +50,22 @@ class RtspServer:
         corrupt: list[str] | None = None,
         port: int = 0,
         log: Path | None = None,
+        push_log: Path | None = None,
+        python: str | None = None,
     ) -> None:
         self.files = files or {}
         self.switch = switch or {}
         self.corrupt = corrupt or []
         self.port = port
         self.log = log
+        self.push_log = push_log
+        self.python = python or GST_PYTHON
         self.proc: subprocess.Popen[bytes] | None = None
 
     def args(self) -> list[str]:
-        a = [GST_PYTHON, str(SERVER), "--port", str(self.port)]
+        a = [self.python, str(SERVER), "--port", str(self.port)]
+        if self.push_log is not None:
+            a += ["--push-log", str(self.push_log)]
         for name, p in self.files.items():
             a += ["--file", f"{name}={p}"]
         for name, ps in self.switch.items():
