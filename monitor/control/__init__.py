@@ -39,6 +39,7 @@ def setup(app: web.Application) -> None:
         interlock.start()
         yield
         await interlock.flush()
+        await svc.close()
 
     app.cleanup_ctx.append(ctx)
     if "api" in roles:

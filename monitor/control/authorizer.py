@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 from prometheus_client import Counter, Histogram
 
 from monitor.control import store
@@ -79,7 +80,7 @@ class Authorizer:
                 d = decide(cylinder=None, last_prefill=None, **args)
             else:
                 try:
-                    async with svc.db.connection() as conn:
+                    async with self.svc.conns.connection() as conn:
                         cyl, scan_ts, locked = await store.facts(conn, code, g, now - timedelta(seconds=window))
                     if locked and not gun.locked:  # the database knows of a lock not yet announced here
                         gun = gun.with_(locked=True)
@@ -159,10 +160,12 @@ class Authorizer:
     # --- the decision log ---------------------------------------------------------------------
 
     async def _writer(self) -> None:
-        """Write decisions in batches; a failed batch is retried (the queue stays bounded)."""
+        """Write decisions in batches (one statement each); a failed batch is retried while
+        the queue stays bounded."""
         while True:
             batch = [await self.log_queue.get()]
-            while len(batch) < 1000:
+            await asyncio.sleep(0.05)  # let a busy second's decisions gather into one statement
+            while len(batch) < 2000:
                 try:
                     batch.append(self.log_queue.get_nowait())
                 except asyncio.QueueEmpty:
@@ -170,11 +173,11 @@ class Authorizer:
             delay = 0.2
             while True:
                 try:
-                    async with self.svc.db.connection() as conn:
+                    async with self.svc.conns.connection() as conn:
                         await store.insert_decisions(conn, batch)
                     self.logged += len(batch)
                     break
-                except MonitorError as e:
+                except (MonitorError, psycopg.Error) as e:
                     log.warning("interlock: %d decisions not written yet: %s", len(batch), e)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
@@ -187,9 +190,8 @@ class Authorizer:
         if not batch:
             return
         try:
-            async with asyncio.timeout(timeout_s):
-                async with self.svc.db.connection() as conn:
-                    await store.insert_decisions(conn, batch)
+            async with asyncio.timeout(timeout_s), self.svc.conns.connection() as conn:
+                await store.insert_decisions(conn, batch)
             self.logged += len(batch)
-        except (MonitorError, TimeoutError) as e:
+        except (MonitorError, psycopg.Error, TimeoutError) as e:
             log.error("interlock: %d decisions lost at shutdown: %s", len(batch), e)

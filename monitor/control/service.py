@@ -17,6 +17,7 @@ the devices and the operators' screens.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from prometheus_client import Counter
 from monitor.config import Config
 from monitor.control import store
 from monitor.control.clock import Clock, SystemClock
+from monitor.control.conns import Connections
 from monitor.control.lifecycle import due, judge_desired, needs_publish, on_report
 from monitor.control.model import (
     MAX_REASON,
@@ -110,6 +112,7 @@ class ControlService:
         self.db_ready = db_ready
         self.clock: Clock = clock or SystemClock()
         self._db: Database | None = None
+        self._conns: Connections | None = None
         self.devices = "control" in roles  # this process talks to the gun controllers
         self.prefix = cfg.mqtt.prefix
         self.sites = {s.id: s for s in cfg.sites if s.kind == "station"}
@@ -120,7 +123,10 @@ class ControlService:
         self.stats = ControlStats()
         self._dirty: set[GunId] = set()
         self._dirty_event = asyncio.Event()
-        self._inbox: asyncio.Queue[tuple[str, GunId, bytes, bool]] = asyncio.Queue(10_000)
+        # Messages from the devices, one queue per shard of guns: a gun's messages keep their
+        # order, different guns are handled side by side.
+        self._inboxes: list[asyncio.Queue[tuple[str, GunId, bytes, bool]]] = [
+            asyncio.Queue(5_000) for _ in range(4)]
         self._tick_lock = asyncio.Lock()
         self._last_reconcile: Any = None
         self.tick_s = min(1.0, cfg.control.resend_every_s / 2, cfg.control.confirm_timeout_s / 4)
@@ -133,6 +139,13 @@ class ControlService:
             raise DatabaseUnavailable("database not opened yet")
         return self._db
 
+    @property
+    def conns(self) -> Connections:
+        """Connections of control's own (see ``conns``): the hot paths' round trips are few."""
+        if self._conns is None:
+            raise DatabaseUnavailable("database not opened yet")
+        return self._conns
+
     def attach(self) -> None:
         """Subscribe to the devices' topics (control role) and serve the ``guns`` snapshot."""
         if self.devices and self.bus is not None:
@@ -144,12 +157,14 @@ class ControlService:
 
     def start(self, db: Database) -> None:
         self._db = db
+        self._conns = Connections(self.cfg.database.url, self.cfg.control.interlock_workers + 4)
         self.tasks.spawn("control-init", self._init())
         self.tasks.supervise("control-listen", self._listen)
         if self.devices:
             self.tasks.supervise("control-sender", self._sender)
             self.tasks.supervise("control-timer", self._timer)
-            self.tasks.supervise("control-inbox", self._inbox_worker)
+            for i in range(len(self._inboxes)):
+                self.tasks.supervise(f"control-inbox-{i}", functools.partial(self._inbox_worker, i))
             if self.findings is not None:
                 self.findings.subscribe(self.on_finding)
 
@@ -164,7 +179,7 @@ class ControlService:
         backoff = Backoff(0.2, 5.0)
         while True:
             try:
-                async with self.db.connection() as conn:
+                async with self.conns.connection() as conn:
                     await store.ensure_guns(conn, self.configured)
                     rows = await store.load(conn)
                 break
@@ -227,7 +242,7 @@ class ControlService:
     async def resync(self) -> None:
         """Reload every gun from the database (after missing announcements) and resend the
         whole picture to the screens."""
-        async with self.db.connection() as conn:
+        async with self.conns.connection() as conn:
             rows = await store.load(conn)
         for s in rows:
             self._apply(s)
@@ -268,7 +283,7 @@ class ControlService:
         scope = "gun" if gun is not None else "station"
         action = f"{scope}.{'lock' if locked else 'unlock'}"
         target = guns[0].target if gun is not None else f"site/{site}"
-        async with self.db.connection() as conn:
+        async with self.conns.connection() as conn:
             changed = await store.set_desired(
                 conn, guns, locked=locked, reason=reason[:MAX_REASON], ref=ref, actor=actor,
                 now=self.clock.now(), action=action, target=target, details=details,
@@ -302,31 +317,36 @@ class ControlService:
 
     async def _sender(self) -> None:
         """Publish the newest desired state of every dirty gun; one batch at a time, so a
-        gun never has two publishes in flight (an older one cannot land last)."""
+        gun never has two publishes in flight (an older one cannot land last). The sends
+        the broker acknowledged are recorded in one statement."""
         while True:
             await self._dirty_event.wait()
             self._dirty_event.clear()
             batch, self._dirty = self._dirty, set()
-            await asyncio.gather(*(self._publish(g) for g in sorted(batch)))
+            sent = [x for x in await asyncio.gather(*(self._publish(g) for g in sorted(batch))) if x is not None]
+            if not sent:
+                continue
+            try:
+                async with self.conns.connection() as conn:
+                    for row in await store.mark_sent(conn, sent, self.clock.now()):
+                        self._apply(row)
+            except MonitorError as e:
+                log.warning("control: could not record %d send(s): %s", len(sent), e)
 
-    async def _publish(self, g: GunId) -> None:
+    async def _publish(self, g: GunId) -> tuple[GunId, int] | None:
         s = self.guns.get(g)
         if s is None or not s.commanded or self.bus is None:
-            return
+            return None
         try:
             await self.bus.publish(topic(self.prefix, g, "desired"), desired_payload(s, self.clock.now()),
                                    qos=1, retain=True, timeout_s=5.0)
         except BrokerUnavailable as e:
             self.stats.publish_failed += 1
             log.warning("control: desired v%d for %s not published: %s", s.version, g, e)
-            return
+            return None
         self.stats.published += 1
         PUBLISHED.inc()
-        try:
-            async with self.db.connection() as conn:
-                self._apply(await store.mark_sent(conn, g, s.version, self.clock.now()))
-        except MonitorError as e:
-            log.warning("control: could not record the send of %s v%d: %s", g, s.version, e)
+        return g, s.version
 
     async def _on_connect(self) -> None:
         """Broker (re)connected: re-publish wherever desired and reported differ."""
@@ -347,7 +367,7 @@ class ControlService:
     async def reconcile(self, why: str = "periodic") -> int:
         """Reload from the database (the truth) and re-publish where desired and reported differ."""
         self._last_reconcile = self.clock.now()
-        async with self.db.connection() as conn:
+        async with self.conns.connection() as conn:
             rows = await store.load(conn)
         for s in rows:
             self._apply(s)
@@ -375,7 +395,7 @@ class ControlService:
             for g, s in list(self.guns.items()):
                 d = due(s, now, confirm_timeout_s=c.confirm_timeout_s, resend_every_s=c.resend_every_s)
                 if d.timeout:
-                    async with self.db.connection() as conn:
+                    async with self.conns.connection() as conn:
                         row = await store.mark_unconfirmed(conn, g, s.version, now)
                     self._apply(row)
                     if row is not None:
@@ -396,15 +416,16 @@ class ControlService:
             return
         g, kind = parsed
         try:
-            self._inbox.put_nowait((kind, g, payload, retain))
+            self._inboxes[hash(g) % len(self._inboxes)].put_nowait((kind, g, payload, retain))
         except asyncio.QueueFull:
             self.stats.dropped_messages += 1
             DROPPED.labels("inbox").inc()
 
-    async def _inbox_worker(self) -> None:
+    async def _inbox_worker(self, shard: int) -> None:
         await self.ready.wait()
+        inbox = self._inboxes[shard]
         while True:
-            kind, g, payload, retain = await self._inbox.get()
+            kind, g, payload, retain = await inbox.get()
             try:
                 if kind == "reported":
                     await self.handle_report(g, payload)
@@ -418,7 +439,7 @@ class ControlService:
         self.stats.reports += 1
         s = self.guns.get(g)
         if s is None:
-            async with self.db.connection() as conn:
+            async with self.conns.connection() as conn:
                 await store.add_event(conn, g, "unknown_gun_report", {"payload": _text(payload)}, now)
             REPORTS.labels("unknown_gun").inc()
             return
@@ -431,13 +452,13 @@ class ControlService:
         for _ in range(3):
             sent: bool | None = None
             if rep.version > s.version:  # another process may have set a newer version: ask the truth
-                async with self.db.connection() as conn:
+                async with self.conns.connection() as conn:
                     fresh = [r for r in await store.load(conn, site=g.site) if r.gun == g.gun]
                 if fresh:
                     self._apply(fresh[0])
                     s = self.guns[g]
             if 0 < rep.version < s.version:
-                async with self.db.connection() as conn:
+                async with self.conns.connection() as conn:
                     sent = await store.sent_locked(conn, g, rep.version)
             out = on_report(s, rep, sent)
             REPORTS.labels(out.verdict).inc()
@@ -453,20 +474,20 @@ class ControlService:
                     reason="forged_report", details={"reported": rep.as_json(), "desired_version": s.version},
                 )
                 if out.reassert_above is not None:
-                    async with self.db.connection() as conn:
+                    async with self.conns.connection() as conn:
                         self._apply(await store.reassert(
                             conn, g, above=out.reassert_above, actor=RECONCILER, now=now,
                             why=f"a report claimed version {rep.version}, never sent",
                         ))
                 self.mark_dirty(g)
                 return
-            async with self.db.connection() as conn:
+            async with self.conns.connection() as conn:
                 row = await store.record_report(
                     conn, g, rep, now, expect_version=s.version, command=out.command, rearm=out.rearm,
                     event=out.event,
                 )
             if row is None:  # the desired state changed meanwhile: judge again against it
-                async with self.db.connection() as conn:
+                async with self.conns.connection() as conn:
                     fresh = [r for r in await store.load(conn, site=g.site) if r.gun == g.gun]
                 if not fresh:
                     return
@@ -514,16 +535,20 @@ class ControlService:
             "by someone other than the centre; the centre's state is re-asserted",
             reason="foreign_desired", details={"seen_version": d.version, "seen_locked": d.locked},
         )
-        async with self.db.connection() as conn:
+        async with self.conns.connection() as conn:
             self._apply(await store.reassert(conn, g, above=max(d.version, s.version), actor=RECONCILER,
                                              now=self.clock.now(),
                                              why=f"a desired state v{d.version} was published by someone else"))
         self.mark_dirty(g)
 
+    async def close(self) -> None:
+        if self._conns is not None:
+            await self._conns.close()
+
     async def _anomaly(self, g: GunId, kind: str, details: dict[str, Any]) -> None:
         self.stats.anomalies += 1
         log.warning("control: %s on %s: %s", kind, g, details)
-        async with self.db.connection() as conn:
+        async with self.conns.connection() as conn:
             self._apply(await store.record_anomaly(conn, g, kind, details, self.clock.now()))
 
     def _finding(

@@ -61,20 +61,26 @@ async def set_desired(
 ) -> list[GunState]:
     """Set the desired lock state of ``guns`` that are not already in it, each with a new
     version, and audit it, in one transaction. Returns the rows changed (empty: nothing
-    to do, and nothing is audited)."""
-    changed: list[GunState] = []
+    to do, and nothing is audited). Two requests racing for a gun: the second finds it
+    already in that state (the UPDATE re-checks its condition on the locked row)."""
     async with conn.transaction():
         cur = await conn.execute(
-            """SELECT site_id, gun_id FROM gun_state
-               WHERE (site_id, gun_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
-                 AND locked IS DISTINCT FROM %s
-               ORDER BY site_id, gun_id FOR UPDATE""",
-            ([g.site for g in guns], [g.gun for g in guns], locked),
+            """WITH upd AS (
+                   UPDATE gun_state g SET locked = %(locked)s, version = g.version + 1, reason = %(reason)s,
+                          ref = %(ref)s, actor = %(actor)s, since = %(now)s, command = 'requested',
+                          requested_at = %(now)s, sent_at = NULL, last_sent_at = NULL, sends = 0,
+                          confirmed_at = NULL, seq = g.seq + 1
+                   FROM unnest(%(sites)s::text[], %(guns)s::text[]) AS t(site_id, gun_id)
+                   WHERE g.site_id = t.site_id AND g.gun_id = t.gun_id AND g.locked IS DISTINCT FROM %(locked)s
+                   RETURNING g.*),
+               cmd AS (
+                   INSERT INTO gun_commands (site_id, gun_id, version, locked, reason, ref, actor, ts)
+                   SELECT site_id, gun_id, version, locked, reason, ref, actor, %(now)s FROM upd)
+               SELECT * FROM upd ORDER BY site_id, gun_id""",
+            {"locked": locked, "reason": reason, "ref": ref, "actor": actor.name, "now": now,
+             "sites": [g.site for g in guns], "guns": [g.gun for g in guns]},
         )
-        todo = [GunId(r["site_id"], r["gun_id"]) for r in await cur.fetchall()]
-        for g in todo:
-            changed.append(await _new_version(conn, g, locked=locked, reason=reason, ref=ref,
-                                              actor=actor.name, now=now))
+        changed = [GunState.from_row(r) for r in await cur.fetchall()]
         if changed:
             await record(
                 conn, actor, action, target, reason=reason,
@@ -84,28 +90,6 @@ async def set_desired(
     return changed
 
 
-async def _new_version(
-    conn: Conn, g: GunId, *, locked: bool, reason: str | None, ref: str | None, actor: str, now: datetime,
-    above: int = 0,
-) -> GunState:
-    cur = await conn.execute(
-        """UPDATE gun_state SET locked = %s, version = greatest(version, %s) + 1, reason = %s, ref = %s,
-                  actor = %s, since = %s, command = 'requested', requested_at = %s, sent_at = NULL,
-                  last_sent_at = NULL, sends = 0, confirmed_at = NULL, seq = seq + 1
-           WHERE site_id = %s AND gun_id = %s RETURNING *""",
-        (locked, above, reason, ref, actor, now, now, g.site, g.gun),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    s = GunState.from_row(row)
-    await conn.execute(
-        """INSERT INTO gun_commands (site_id, gun_id, version, locked, reason, ref, actor, ts)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-        (g.site, g.gun, s.version, s.locked, s.reason, s.ref, actor, now),
-    )
-    return s
-
-
 async def reassert(conn: Conn, g: GunId, *, above: int, actor: Actor, now: datetime, why: str) -> GunState | None:
     """Publish the same desired state under a version above ``above`` (a device may hold a
     version the centre never sent). Audited; None when ``above`` is out of range."""
@@ -113,42 +97,58 @@ async def reassert(conn: Conn, g: GunId, *, above: int, actor: Actor, now: datet
         return None
     async with conn.transaction():
         cur = await conn.execute(
-            "SELECT locked, reason, ref FROM gun_state WHERE site_id = %s AND gun_id = %s FOR UPDATE", (g.site, g.gun)
+            """WITH upd AS (
+                   UPDATE gun_state SET version = greatest(version, %(above)s) + 1, actor = %(actor)s,
+                          command = 'requested', requested_at = %(now)s, sent_at = NULL, last_sent_at = NULL,
+                          sends = 0, confirmed_at = NULL, seq = seq + 1
+                   WHERE site_id = %(site)s AND gun_id = %(gun)s RETURNING *),
+               cmd AS (
+                   INSERT INTO gun_commands (site_id, gun_id, version, locked, reason, ref, actor, ts)
+                   SELECT site_id, gun_id, version, locked, reason, ref, actor, %(now)s FROM upd)
+               SELECT * FROM upd""",
+            {"above": above, "actor": actor.name, "now": now, "site": g.site, "gun": g.gun},
         )
         row = await cur.fetchone()
         if row is None:
             return None
-        s = await _new_version(conn, g, locked=row["locked"], reason=row["reason"], ref=row["ref"],
-                               actor=actor.name, now=now, above=above)
+        s = GunState.from_row(row)
         await record(conn, actor, "gun.reassert", g.target, reason=why,
                      details={"version": s.version, "locked": s.locked, "above": above})
     return s
 
 
-async def mark_sent(conn: Conn, g: GunId, version: int, now: datetime) -> GunState | None:
-    """The broker acknowledged ``version``: requested → sent (other states kept)."""
-    async with conn.transaction():
-        cur = await conn.execute(
-            """UPDATE gun_state SET command = CASE WHEN command = 'requested' THEN 'sent' ELSE command END,
-                      sent_at = coalesce(sent_at, %s), last_sent_at = %s, sends = sends + 1, seq = seq + 1
-               WHERE site_id = %s AND gun_id = %s AND version = %s RETURNING *""",
-            (now, now, g.site, g.gun, version),
-        )
-        row = await cur.fetchone()
-    return None if row is None else GunState.from_row(row)
+async def mark_sent(conn: Conn, sent: Sequence[tuple[GunId, int]], now: datetime) -> list[GunState]:
+    """The broker acknowledged these (gun, version)s: requested → sent (other states kept).
+    One statement for a whole batch."""
+    if not sent:
+        return []
+    cur = await conn.execute(
+        """UPDATE gun_state g SET command = CASE WHEN g.command = 'requested' THEN 'sent' ELSE g.command END,
+                  sent_at = coalesce(g.sent_at, %(now)s), last_sent_at = %(now)s, sends = g.sends + 1,
+                  seq = g.seq + 1
+           FROM unnest(%(sites)s::text[], %(guns)s::text[], %(versions)s::bigint[]) AS t(site_id, gun_id, version)
+           WHERE g.site_id = t.site_id AND g.gun_id = t.gun_id AND g.version = t.version RETURNING g.*""",
+        {"now": now, "sites": [g.site for g, _ in sent], "guns": [g.gun for g, _ in sent],
+         "versions": [v for _, v in sent]},
+    )
+    return [GunState.from_row(r) for r in await cur.fetchall()]
+
+
+# One statement each below: the row's change and its event land together (autocommit or not).
+_EVENT = """, ev AS (INSERT INTO gun_events (ts, site_id, gun_id, kind, details)
+                    SELECT %(now)s, site_id, gun_id, %(kind)s, %(details)s FROM u WHERE %(kind)s::text IS NOT NULL)
+            SELECT * FROM u"""
 
 
 async def mark_unconfirmed(conn: Conn, g: GunId, version: int, now: datetime) -> GunState | None:
-    async with conn.transaction():
-        cur = await conn.execute(
-            """UPDATE gun_state SET command = 'unconfirmed', seq = seq + 1
-               WHERE site_id = %s AND gun_id = %s AND version = %s AND command IN ('requested', 'sent')
-               RETURNING *""",
-            (g.site, g.gun, version),
-        )
-        row = await cur.fetchone()
-        if row is not None:
-            await _event(conn, g, "unconfirmed", {"version": version}, now)
+    cur = await conn.execute(
+        """WITH u AS (UPDATE gun_state SET command = 'unconfirmed', seq = seq + 1
+                      WHERE site_id = %(site)s AND gun_id = %(gun)s AND version = %(version)s
+                        AND command IN ('requested', 'sent') RETURNING *)""" + _EVENT,
+        {"site": g.site, "gun": g.gun, "version": version, "now": now, "kind": "unconfirmed",
+         "details": Jsonb({"version": version})},
+    )
+    row = await cur.fetchone()
     return None if row is None else GunState.from_row(row)
 
 
@@ -156,42 +156,36 @@ async def record_report(
     conn: Conn, g: GunId, rep: Reported, now: datetime, *, expect_version: int, command: str | None, rearm: bool,
     event: str | None,
 ) -> GunState | None:
-    """Store a device's (legitimate) report, and the command state it leads to."""
-    async with conn.transaction():
-        cur = await conn.execute(
-            """UPDATE gun_state SET reported_locked = %s, reported_version = %s, reported_ts = %s, reported_at = %s,
-                      command = coalesce(%s, command),
-                      confirmed_at = CASE WHEN %s = 'confirmed' THEN %s ELSE confirmed_at END,
-                      requested_at = CASE WHEN %s THEN %s ELSE requested_at END,
-                      seq = seq + 1
-               WHERE site_id = %s AND gun_id = %s AND version = %s RETURNING *""",
-            (rep.locked, rep.version, rep.ts, rep.at or now, command, command, now, rearm, now,
-             g.site, g.gun, expect_version),
-        )
-        row = await cur.fetchone()
-        if row is not None and event is not None:
-            await _event(conn, g, event, {"reported": rep.as_json()}, now)
+    """Store a device's (legitimate) report and the command state it leads to, if the
+    desired version is still ``expect_version`` (None otherwise: judge again)."""
+    cur = await conn.execute(
+        """WITH u AS (
+               UPDATE gun_state SET reported_locked = %(locked)s, reported_version = %(version)s,
+                      reported_ts = %(ts)s, reported_at = %(at)s, command = coalesce(%(command)s, command),
+                      confirmed_at = CASE WHEN %(command)s = 'confirmed' THEN %(now)s ELSE confirmed_at END,
+                      requested_at = CASE WHEN %(rearm)s THEN %(now)s ELSE requested_at END, seq = seq + 1
+               WHERE site_id = %(site)s AND gun_id = %(gun)s AND version = %(expect)s RETURNING *)""" + _EVENT,
+        {"locked": rep.locked, "version": rep.version, "ts": rep.ts, "at": rep.at or now, "command": command,
+         "now": now, "rearm": rearm, "site": g.site, "gun": g.gun, "expect": expect_version, "kind": event,
+         "details": Jsonb({"reported": rep.as_json()})},
+    )
+    row = await cur.fetchone()
     return None if row is None else GunState.from_row(row)
 
 
 async def record_anomaly(conn: Conn, g: GunId, kind: str, details: dict[str, Any], now: datetime) -> GunState | None:
     """Record something unexpected about a gun and show it on the gun's state."""
-    async with conn.transaction():
-        await _event(conn, g, kind, details, now)
-        cur = await conn.execute(
-            """UPDATE gun_state SET anomaly = %s, seq = seq + 1 WHERE site_id = %s AND gun_id = %s RETURNING *""",
-            (Jsonb({"kind": kind, "at": now.isoformat(), **details}), g.site, g.gun),
-        )
-        row = await cur.fetchone()
+    cur = await conn.execute(
+        """WITH u AS (UPDATE gun_state SET anomaly = %(anomaly)s, seq = seq + 1
+                      WHERE site_id = %(site)s AND gun_id = %(gun)s RETURNING *)""" + _EVENT,
+        {"anomaly": Jsonb({"kind": kind, "at": now.isoformat(), **details}), "site": g.site, "gun": g.gun,
+         "now": now, "kind": kind, "details": Jsonb(details)},
+    )
+    row = await cur.fetchone()
     return None if row is None else GunState.from_row(row)
 
 
 async def add_event(conn: Conn, g: GunId, kind: str, details: dict[str, Any], now: datetime) -> None:
-    async with conn.transaction():
-        await _event(conn, g, kind, details, now)
-
-
-async def _event(conn: Conn, g: GunId, kind: str, details: dict[str, Any], now: datetime) -> None:
     await conn.execute(
         "INSERT INTO gun_events (ts, site_id, gun_id, kind, details) VALUES (%s, %s, %s, %s, %s)",
         (now, g.site[:64], g.gun[:64], kind, Jsonb(details)),
@@ -248,13 +242,16 @@ DECISION_COLS = ("ts", "site_id", "gun_id", "request_id", "cylinder", "allow", "
 
 
 async def insert_decisions(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Append decisions in one statement (one array per column)."""
     if not rows:
         return
-    cols = ", ".join(DECISION_COLS)
-    async with conn.transaction(), conn.cursor() as cur:
-        await cur.executemany(
-            f"INSERT INTO interlock_decisions ({cols}) VALUES ({', '.join(['%s'] * len(DECISION_COLS))})", rows
-        )
+    cols = list(zip(*rows, strict=True))
+    await conn.execute(
+        f"""INSERT INTO interlock_decisions ({", ".join(DECISION_COLS)})
+            SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::boolean[],
+                                 %s::text[], %s::text[], %s::bigint[], %s::timestamptz[])""",
+        [list(c) for c in cols],
+    )
 
 
 async def decisions(conn: Conn, *, site: str, gun: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

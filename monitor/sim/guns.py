@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import ssl
 import uuid
 from collections.abc import Callable
@@ -56,6 +57,7 @@ class Broker:
             u.hostname or "127.0.0.1", u.port or (8883 if tls else 1883), username=self.username,
             password=self.password, identifier=identifier, clean_session=clean, tls_context=ctx, timeout=5.0,
             keepalive=10, max_inflight_messages=200,
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),  # no Nagle delay on small packets
         )
 
 
