@@ -6,9 +6,11 @@ throughput at 1,000 findings/s of mixed keys.
 
 The real service runs in this process on loopback (api role) against the machine's
 PostgreSQL (a fresh database, dropped afterwards); a browser stand-in (aiohttp client,
-logged in, subscribed to ``alerts``) receives the events.
+logged in, subscribed to ``alerts`` with batched frames as the wallboard does) runs in its own
+process, as a browser would, and notes when each event arrives (CLOCK_MONOTONIC, the same
+clock in both processes).
 
-- latency: one finding at a time handed to the service's FindingBus; the time until the
+- latency: findings handed to the service's FindingBus at 20/s; the time until the
   event naming it arrives on the WebSocket (a new alert: insert, finding row, timeline,
   evidence rows, NOTIFY, commit; and an update of a live one), p50/p95/p99.
 - baseline, same run: the same findings through the raw path without the engine (a
@@ -91,100 +93,144 @@ def mixed_findings(n: int, keys: int, t0: datetime, seed: int = 6) -> list[Any]:
     return out
 
 
-async def login_ws(base: str, db_url: str) -> tuple[aiohttp.ClientSession, aiohttp.ClientWebSocketResponse]:
+async def add_viewer(db_url: str) -> None:
     from monitor.store.audit import Actor
     from monitor.web import auth
 
     async with await psycopg.AsyncConnection.connect(db_url, row_factory=dict_row) as conn:
         await auth.add_user(conn, Actor.system("bench"), "bench-viewer", "viewer", PASSWORD)
-    http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    r = await http.post(base + "/api/v1/login", json={"username": "bench-viewer", "password": PASSWORD})
-    assert r.status == 200, await r.text()
-    ws = await http.ws_connect(base + "/api/v1/ws", origin=base)
-    await ws.receive_json(timeout=5)
-    await ws.send_json({"op": "subscribe", "topics": ["alerts"]})
-    return http, ws
 
 
-class Waiter:
-    """Reads the socket; resolves the future of each subject when its event arrives."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, kind: str = "alert") -> None:
-        self.ws, self.kind = ws, kind
-        self.waiting: dict[str, asyncio.Future[float]] = {}
-        self.events = 0
-        self.dropped = 0
-        self.task = asyncio.get_running_loop().create_task(self._read())
-
-    def expect(self, subject: str) -> asyncio.Future[float]:
-        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self.waiting[subject] = fut
-        return fut
-
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            t = time.perf_counter()
-            ev = json.loads(msg.data)
-            self.events += 1
-            if ev.get("type") == "overflow":
-                self.dropped = int(ev.get("dropped", 0))
-                continue
-            if ev.get("type") == "alert":
-                subj = ev["alert"]["subject"]
-            elif ev.get("type") == "raw":
-                subj = ev["subject"]
-            else:
-                continue
-            fut = self.waiting.pop(subj, None)
-            if fut is not None and not fut.done():
-                fut.set_result(t)
-
-    async def close(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+# --- the subscriber: its own process, as a browser would be --------------------------------
 
 
-async def one_by_one(app: web.Application, waiter: Waiter, findings: list[Any]) -> list[float]:
+async def subscriber(base: str) -> dict[str, Any]:
+    """Log in, subscribe to ``alerts``, and note when each event arrives (CLOCK_MONOTONIC, the
+    same clock in every process), until an alert with subject ``bench-stop`` or 60 s of quiet."""
+    arrivals: dict[str, float] = {}
+    dropped = events = 0
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        r = await http.post(base + "/api/v1/login", json={"username": "bench-viewer", "password": PASSWORD})
+        assert r.status == 200, await r.text()
+        async with http.ws_connect(base + "/api/v1/ws", origin=base, max_msg_size=0) as ws:
+            await ws.receive_json(timeout=10)
+            await ws.send_json({"op": "subscribe", "topics": ["alerts"], "batch": True})  # as the wallboard does
+            print("SUBSCRIBED", flush=True)
+            stop = False
+            while not stop:
+                msg = await ws.receive(timeout=60)
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                t = time.monotonic()
+                for line in msg.data.split("\n"):
+                    ev = json.loads(line)
+                    events += 1
+                    if ev.get("type") == "overflow":
+                        dropped = int(ev.get("dropped", 0))
+                    elif ev.get("type") == "raw":
+                        arrivals.setdefault(f"raw:{ev['subject']}", t)
+                    elif ev.get("type") == "alert":
+                        subj = ev["alert"]["subject"]
+                        arrivals.setdefault(f"{ev['change']}:{subj}", t)
+                        stop = stop or subj.startswith("bench-stop")
+    return {"arrivals": arrivals, "dropped": dropped, "events": events}
+
+
+class Subscriber:
+    """The subscriber process: started, told to stop (a finding), and read back."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.out = ROOT / "var" / "bench" / f"alerts-sub-{os.getpid()}-{uuid.uuid4().hex[:6]}.json"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.alerts", "--subscriber", self.base, str(self.out),
+            stdout=asyncio.subprocess.PIPE, cwd=str(ROOT))
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        assert line.strip() == b"SUBSCRIBED", line
+
+    async def finish(self, app: web.Application) -> dict[str, Any]:
+        from monitor.findings import Finding
+        from monitor.web.keys import FINDINGS
+
+        await app[FINDINGS].submit(Finding(rule="device_silent", site="st-minwang", source="bench",
+                                           subject=f"bench-stop-{uuid.uuid4().hex[:6]}", ts=datetime.now(UTC),
+                                           summary="stop"))
+        assert self.proc is not None
+        try:
+            await asyncio.wait_for(self.proc.wait(), 90)
+        finally:
+            if self.proc.returncode is None:
+                self.proc.kill()
+                await self.proc.wait()
+        doc: dict[str, Any] = json.loads(self.out.read_text())
+        self.out.unlink(missing_ok=True)
+        return doc
+
+
+async def paced(app: web.Application, findings: list[Any], per_s: float) -> dict[str, float]:
+    """Hand ``findings`` to the bus at ``per_s``; the time each was handed over, by subject."""
     from monitor.web.keys import FINDINGS
 
     bus = app[FINDINGS]
-    out = []
-    for f in findings:
-        fut = waiter.expect(f.subject)
-        t0 = time.perf_counter()
+    sent: dict[str, float] = {}
+    t_start = time.monotonic()
+    for i, f in enumerate(findings):
+        delay = t_start + i / per_s - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent[f.subject] = time.monotonic()
         await bus.submit(f)
-        t1 = await asyncio.wait_for(fut, 10)
-        out.append(t1 - t0)
-    return out
+    return sent
 
 
-async def bench_latency(app: web.Application, waiter: Waiter, n: int, tag: str = "lat") -> dict[str, Any]:
+def latencies(sent: dict[str, float], arrivals: dict[str, float], change: str) -> tuple[list[float], int]:
+    got, missed = [], 0
+    for subj, t0 in sent.items():
+        t1 = arrivals.get(f"{change}:{subj}")
+        if t1 is None:
+            missed += 1
+        else:
+            got.append(t1 - t0)
+    return got, missed
+
+
+async def bench_latency(app: web.Application, n: int, per_s: float, tag: str = "lat") -> dict[str, Any]:
+    """New alerts, then (after the per-alert announcement interval) an update of each, paced."""
     from monitor.findings import Finding
     from monitor.web.keys import CONFIG
 
+    sub = Subscriber(f"http://127.0.0.1:{app[CONFIG].server.port}")
+    await sub.start()
     now = datetime.now(UTC)
     new = [Finding(rule="antistatic_skipped", site="st-minwang", source="st-minwang-entry", subject=f"{tag}-{i}",
                    ts=now, summary="latency probe", details={"track": i}) for i in range(n)]
-    t0 = time.perf_counter()
-    raised = await one_by_one(app, waiter, new)
+    sent_new = await paced(app, new, per_s)
     # a count going up is announced at most every update_event_min_s per alert (by design):
-    # let that pass so the update is timed, not the hold-back
-    await asyncio.sleep(max(0.0, app[CONFIG].alerts.update_event_min_s - (time.perf_counter() - t0)))
+    # let that pass so that the update itself is timed, not the hold-back
+    await asyncio.sleep(app[CONFIG].alerts.update_event_min_s + 0.2)
     again = [Finding(rule="antistatic_skipped", site="st-minwang", source="st-minwang-entry", subject=f"{tag}-{i}",
                      ts=now + timedelta(seconds=1), summary="latency probe again") for i in range(n)]
-    updated = await one_by_one(app, waiter, again)
-    return {"new_alert": summary_ms(raised), "update": summary_ms(updated),
-            "all": summary_ms(raised + updated)}
+    sent_upd = await paced(app, again, per_s)
+    doc = await sub.finish(app)
+    raised, m1 = latencies(sent_new, doc["arrivals"], "raised")
+    updated, m2 = latencies(sent_upd, doc["arrivals"], "updated")
+    return {"paced_per_s": per_s, "new_alert": summary_ms(raised), "update": summary_ms(updated),
+            "all": summary_ms(raised + updated), "missed": m1 + m2, "dropped_for_the_client": doc["dropped"]}
 
 
-async def bench_baseline(app: web.Application, waiter: Waiter, n: int) -> dict[str, Any]:
+async def bench_baseline(app: web.Application, n: int, per_s: float) -> dict[str, Any]:
     """The raw path: FindingBus -> a subscriber publishing to the hub -> the socket; no engine."""
     from monitor.findings import Finding
-    from monitor.web.keys import FINDINGS, HUB
+    from monitor.web.keys import CONFIG, FINDINGS, HUB
 
     bus, hub = app[FINDINGS], app[HUB]
+    sub = Subscriber(f"http://127.0.0.1:{app[CONFIG].server.port}")
+    await sub.start()
     saved = list(bus.subscribers)
 
     async def raw(f: Any) -> None:
@@ -195,71 +241,69 @@ async def bench_baseline(app: web.Application, waiter: Waiter, n: int) -> dict[s
         now = datetime.now(UTC)
         fs = [Finding(rule="antistatic_skipped", site="st-minwang", source="st-minwang-entry", subject=f"raw-{i}",
                       ts=now, summary="baseline probe") for i in range(2 * n)]
-        got = await one_by_one(app, waiter, fs)
+        sent = await paced(app, fs, per_s)
+        await bus.drain(10)
     finally:
         bus.subscribers[:] = saved
-    return summary_ms(got)
+    doc = await sub.finish(app)
+    got, missed = latencies(sent, doc["arrivals"], "raw")
+    return {**summary_ms(got), "missed": missed}
 
 
-async def bench_throughput(app: web.Application, waiter: Waiter, db_url: str, *, rate: int, seconds: float,
+async def bench_throughput(app: web.Application, db_url: str, *, rate: int, seconds: float,
                            keys: int) -> dict[str, Any]:
     from monitor.findings import Finding
-    from monitor.web.keys import ALERTS, FINDINGS
+    from monitor.web.keys import ALERTS, CONFIG, FINDINGS
 
     bus = app[FINDINGS]
     engine = app[ALERTS].engine
+    sub = Subscriber(f"http://127.0.0.1:{app[CONFIG].server.port}")
+    await sub.start()
     n = int(rate * seconds)
     fs = mixed_findings(n, keys, datetime.now(UTC))
     async with await psycopg.AsyncConnection.connect(db_url) as conn:
         f0 = (await (await conn.execute("SELECT count(*) FROM findings")).fetchone())[0]  # type: ignore[index]
         a0 = (await (await conn.execute("SELECT count(*) FROM alerts")).fetchone())[0]  # type: ignore[index]
-    probes: list[asyncio.Future[float]] = []
-    probe_t: list[float] = []
+    probes: dict[str, float] = {}
     max_inbox = 0
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    t_start = time.perf_counter()
+    b0 = engine.stats.batches
+    t_start = time.monotonic()
     chunk = max(1, rate // 50)  # 20 ms ticks
     for i in range(0, n, chunk):
-        due = t_start + i / rate
-        delay = due - time.perf_counter()
+        delay = t_start + i / rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         for f in fs[i:i + chunk]:
             await bus.submit(f, timeout_s=30)
         if (i // chunk) % 25 == 0:  # a probe every half second: a new key, its raised event timed
             subj = f"probe-{i}"
-            probes.append(waiter.expect(subj))
-            probe_t.append(time.perf_counter())
+            probes[subj] = time.monotonic()
             await bus.submit(Finding(rule="overfill", site="st-ganghua", source="s1", subject=subj,
                                      ts=datetime.now(UTC), summary="probe"), timeout_s=30)
         max_inbox = max(max_inbox, engine.inbox.qsize() + bus.queue.qsize())
-    t_offered = time.perf_counter()
+    t_offered = time.monotonic()
     await bus.drain(120)
     await engine.drain(120)
-    t_done = time.perf_counter()
+    t_done = time.monotonic()
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    lat = []
-    missed = 0
-    for fut, t0 in zip(probes, probe_t, strict=True):
-        try:
-            lat.append(await asyncio.wait_for(fut, 10) - t0)
-        except TimeoutError:
-            missed += 1  # dropped from the socket's queue (a slow client is told "overflow")
+    doc = await sub.finish(app)
+    lat, missed = latencies(probes, doc["arrivals"], "raised")
     async with await psycopg.AsyncConnection.connect(db_url) as conn:
         f1 = (await (await conn.execute("SELECT count(*) FROM findings")).fetchone())[0]  # type: ignore[index]
         a1 = (await (await conn.execute("SELECT count(*) FROM alerts")).fetchone())[0]  # type: ignore[index]
-    written = f1 - f0
+    written = f1 - f0 - 1  # less the subscriber's stop
     cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     return {
         "offered": n + len(probes), "offered_per_s": round((n + len(probes)) / (t_offered - t_start), 1),
         "written": written, "lost": n + len(probes) - written,
         "seconds_to_drain_after_offer": round(t_done - t_offered, 3),
         "written_per_s": round(written / (t_done - t_start), 1),
-        "alerts_made": a1 - a0, "keys": keys, "largest_backlog": max_inbox,
-        "batches": engine.stats.batches, "largest_batch": engine.cfg.alerts.batch_max,
+        "alerts_made": a1 - a0 - 1, "keys_per_rule": keys, "largest_backlog": max_inbox,
+        "batches": engine.stats.batches - b0, "batch_max": engine.cfg.alerts.batch_max,
         "event_latency_under_load_ms": summary_ms(lat), "probe_events_missed": missed,
-        "ws_events_received": waiter.events, "ws_events_dropped_for_the_client": waiter.dropped,
-        "process_cpu_s": round(cpu, 2), "cpu_ms_per_1000_findings": round(cpu / (n / 1000) * 1000, 1),
+        "ws_events_received": doc["events"], "ws_events_dropped_for_the_client": doc["dropped"],
+        "service_cpu_s": round(cpu, 2), "service_cpu_ms_per_1000_findings": round(cpu / (n / 1000) * 1000, 1),
     }
 
 
@@ -320,20 +364,13 @@ async def main() -> dict[str, Any]:
         try:
             await wait_db_ready(app, 30)
             await asyncio.wait_for(app[ALERTS].engine.ready.wait(), 30)
-            base = f"http://127.0.0.1:{port}"
-            http, ws = await login_ws(base, db_url)
-            waiter = Waiter(ws)
-            try:
-                n = 40 if QUICK else 300
-                await bench_latency(app, waiter, 5, "warm")  # warm-up
-                results["baseline_raw_bus_hub_ws_ms"] = await bench_baseline(app, waiter, n)
-                results["latency_finding_to_ws_event_ms"] = await bench_latency(app, waiter, n)
-                results["throughput"] = await bench_throughput(
-                    app, waiter, db_url, rate=1000, seconds=6.0 if QUICK else 30.0, keys=2000)
-            finally:
-                await waiter.close()
-                await ws.close()
-                await http.close()
+            await add_viewer(db_url)
+            n = 40 if QUICK else 300
+            await bench_latency(app, 5, 20.0, "warm")  # warm-up
+            results["baseline_raw_bus_hub_ws_ms"] = await bench_baseline(app, n, 20.0)
+            results["latency_finding_to_ws_event_ms"] = await bench_latency(app, n, 20.0)
+            results["throughput"] = await bench_throughput(
+                app, db_url, rate=1000, seconds=6.0 if QUICK else 30.0, keys=2000)
         finally:
             await asyncio.wait_for(runner.cleanup(), 30)
         results["core_only"] = bench_core(50_000 if QUICK else 300_000, 2000)
@@ -344,6 +381,10 @@ async def main() -> dict[str, Any]:
 
 
 def run() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--subscriber":
+        doc = asyncio.run(subscriber(sys.argv[2]))
+        Path(sys.argv[3]).write_text(json.dumps(doc))
+        return 0
     t0 = time.time()
     res = asyncio.run(main())
     lat = res["latency_finding_to_ws_event_ms"]["all"]

@@ -56,6 +56,7 @@ BATCH_SECONDS = Histogram("monitor_alert_batch_seconds", "time to write one batc
 
 NOTIFY_CHANNEL = "monitor_alerts"
 LEADER_KEY = 0x6C706761  # advisory lock of the escalating process ("lpga")
+UPDATES_PER_FLUSH = 100  # "updated" events sent per tick at most, all alerts together
 # The change an event reports when one batch changed an alert several ways.
 _RANK = {k: i for i, k in enumerate(
     ["updated", "cleared", "reminded", "escalated", "resolved", "acknowledged", "reopened", "raised", "closed"])}
@@ -109,6 +110,7 @@ class AlertEngine:
         self.update_min_s = cfg.alerts.update_event_min_s
         self._last_update: dict[int, float] = {}
         self._held_updates: dict[int, Alert] = {}
+        self._update_budget = UPDATES_PER_FLUSH
         self.tick_s = cfg.alerts.tick_s
 
     # -- intake ---------------------------------------------------------------------------
@@ -349,16 +351,28 @@ class AlertEngine:
             ALERT_CHANGES.labels(c.kind).inc()
             aid = c.alert.id
             if aid is not None and self.update_min_s > 0:
-                if c.kind == "updated" and now_m - self._last_update.get(aid, -1e9) < self.update_min_s:
+                if c.kind == "updated" and (self._update_budget <= 0 or
+                                            now_m - self._last_update.get(aid, -1e9) < self.update_min_s):
                     self._held_updates[aid] = c.alert
                     continue
+                if c.kind == "updated":
+                    self._update_budget -= 1
                 self._held_updates.pop(aid, None)
                 self._last_update[aid] = now_m
             self.announce(c.kind, c.alert.as_json(), notify=c.notify, level=c.level)
 
-    def flush_updates(self) -> int:
-        """Announce the alerts whose count went up since they were last announced."""
-        held, self._held_updates = self._held_updates, {}
+    def flush_updates(self, most: int = UPDATES_PER_FLUSH) -> int:
+        """Announce (at most ``most`` of) the alerts whose count went up since they were last
+        announced; the rest wait for the next flush. State changes never wait: a flood of
+        counts must not push a new alert out of a wall's bounded queue."""
+        if not self._held_updates:
+            held: dict[int, Alert] = {}
+        elif len(self._held_updates) <= most:
+            held, self._held_updates = self._held_updates, {}
+        else:
+            keys = list(self._held_updates)[:most]  # the longest waiting first
+            held = {k: self._held_updates.pop(k) for k in keys}
+        self._update_budget = most - len(held)  # what is left may go out at once until the next flush
         now_m = time.monotonic()
         for aid, a in held.items():
             self._last_update[aid] = now_m

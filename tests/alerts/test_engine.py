@@ -307,3 +307,19 @@ async def test_two_processes_hear_each_other_and_one_escalates(alerts_db: str, t
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_flood_of_count_updates_is_capped_per_second(alerts_db: str, tmp_path: Path) -> None:
+    """At most UPDATES_PER_FLUSH count updates go out per tick, all alerts together; the rest wait
+    (latest state kept), and new alerts are never held back."""
+    from monitor.alerts.engine import UPDATES_PER_FLUSH
+
+    async with engine_env(alerts_db, tmp_path, update_event_min_s=1e-6) as env:
+        n = UPDATES_PER_FLUSH + 50
+        await env.engine.process([make_finding(subject=f"s{i}") for i in range(n)])
+        await env.engine.process([make_finding(subject=f"s{i}", ts=later(1)) for i in range(n)])
+        await env.engine.process([make_finding(subject="new-one", ts=later(2))])
+        assert env.kinds().count("raised") == n + 1 and env.kinds()[-1] == "raised"
+        assert env.kinds().count("updated") == UPDATES_PER_FLUSH
+        assert env.engine.flush_updates() == 50
+        assert env.kinds().count("updated") == UPDATES_PER_FLUSH + 50
