@@ -491,7 +491,7 @@ async def main() -> dict[str, Any]:
             codes = await seed(db_url, 2000 if QUICK else 20000)
             codes_file = work / "codes.json"
             codes_file.write_text(json.dumps(codes))
-            n = 60 if QUICK else 300
+            n = 40 if QUICK else 300
             results["baseline_mqtt_hop_ms"] = await mqtt_pubsub_baseline(prefix, n)
             echo_cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update={"prefix": prefix + "echo"}),
                                               "sites": [cfg.sites[0].model_copy(update={"guns": ["g1"], "scales": []})]})
@@ -502,9 +502,9 @@ async def main() -> dict[str, Any]:
             finally:
                 await stop_fleet(echo)
             fleet = await start_fleet(work / "city.yaml")
-            results["lock_round_trip"] = await lock_round_trips(base, db_url, 30 if QUICK else 150,
-                                                                8 if QUICK else 40)
-            seconds = 6.0 if QUICK else 20.0
+            results["lock_round_trip"] = await lock_round_trips(base, db_url, 20 if QUICK else 150,
+                                                                6 if QUICK else 40)
+            seconds = 4.0 if QUICK else 20.0
             stop = asyncio.Event()
             responder = asyncio.create_task(echo_responder(prefix, stop))
             await asyncio.sleep(0.3)  # let it subscribe

@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from monitor.errors import DatabaseUnavailable
 
 
 class Connections:
-    """A few autocommit connections of the interlock's own: one round trip per decision
+    """A few autocommit connections of control's own: one round trip per decision
     (the shared pool checks each connection out with a probe and wraps it in a
     transaction: four round trips for one SELECT). A broken connection is dropped and
     the next user opens a new one; every wait is bounded."""
@@ -32,7 +33,7 @@ class Connections:
         try:
             conn = await asyncio.wait_for(self._free.get(), self.timeout_s)
         except TimeoutError as e:
-            raise DatabaseUnavailable(f"no interlock connection free within {self.timeout_s:.0f}s") from e
+            raise DatabaseUnavailable(f"no control connection free within {self.timeout_s:.0f}s") from e
         try:
             if conn is None or conn.closed:
                 try:
@@ -48,6 +49,10 @@ class Connections:
                 conn = None
                 raise DatabaseUnavailable(f"database unavailable: {e}") from e
         finally:
+            if conn is not None and conn.info.transaction_status != TransactionStatus.IDLE:
+                # interrupted mid-command (a cancelled task): not fit for the next user
+                await conn.close()
+                conn = None
             self._free.put_nowait(conn)
 
     async def close(self) -> None:

@@ -189,3 +189,30 @@ async def test_facts_agree_with_the_series_store(session_db: str) -> None:
             last = await series_store.last_scan(conn, cylinder=cyl_code, site=site, step="prefill_check", since=since)
             assert scan_ts == (None if last is None else last.ts)
             assert locked is False
+
+
+async def test_no_database_means_no_gas_and_a_precise_error(mqtt_url: str) -> None:
+    """The database is away from the start: a gun asking is told ``unavailable`` (never
+    allowed, never left without an answer), and a lock request is refused with 503."""
+    from aiohttp import web
+
+    from monitor.app import build_app
+    from tests.support.net import free_port
+
+    cfg = control_city(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing", mqtt_url)
+    site = cfg.sites[0].id
+    app = build_app(cfg, roles=frozenset({"api", "control"}), client_id=f"centre-{uuid.uuid4().hex[:6]}")
+    runner = web.AppRunner(app, shutdown_timeout=5.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", cfg.server.port).start()
+    dev = device(cfg, site, "g1")
+    try:
+        await dev.start()
+        reply = await dev.authorize("ABCDEF123", request_id="r-down", timeout_s=10)
+        assert (reply["allow"], reply["reason"], reply["request_id"]) == (False, "unavailable", "r-down")
+        async with aiohttp.ClientSession() as http:
+            r = await http.get(f"http://127.0.0.1:{cfg.server.port}/healthz")
+            assert r.status == 503
+    finally:
+        await dev.stop()
+        await asyncio.wait_for(runner.cleanup(), 20)
