@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from monitor.errors import InputError, NotFound, ServiceUnavailable
@@ -132,6 +132,7 @@ async def live(request: web.Request) -> web.StreamResponse:
                 await ws.send_json({"type": "codec", **payload})  # type: ignore[dict-item]
             else:
                 await ws.send_bytes(payload)  # type: ignore[arg-type]
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"camera relay closed")
 
     sender = asyncio.create_task(pump(), name=f"live-{cam.id}")
     try:
@@ -170,7 +171,7 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
                     + str(len(data)).encode() + b"\r\n\r\n" + data + b"\r\n"
                 )
             await asyncio.sleep(max(0.0, period - (time.monotonic() - t0)))
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:  # the viewer went away
         pass
     return resp
 

@@ -130,3 +130,16 @@ def test_write_clip_keyframe_every_second_no_b_frames(tmp_path: Path, suffix: st
 def test_write_clip_refuses_other_suffix(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\.h264 or \.mp4"):
         write_clip(SceneSpec(kind="station", seed=1, seconds=1), tmp_path / "x.avi")
+
+
+def test_simulate_scenes_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from monitor.cli import main
+
+    rc = main(["simulate", "scenes", "--out", str(tmp_path), "--count", "2", "--kind", "outlet", "--seed", "7",
+               "--seconds", "2", "--size", "320x180"])
+    assert rc == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["seed"] for x in lines] == [7, 8]
+    assert all(Path(x["clip"]).exists() and Path(x["truth"]).exists() for x in lines)
+    assert main(["simulate", "scenes", "--out", str(tmp_path), "--seconds", "0"]) == 2
+    assert "--seconds" in capsys.readouterr().err
