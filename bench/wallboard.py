@@ -53,7 +53,7 @@ PG = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgr
 MQTT = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
 PASSWORD = "bench-wall-pass-1"
 TILES = 30 if QUICK else 200
-PHASE_S = 3.0 if QUICK else 20.0
+PHASE_S = 2.5 if QUICK else 20.0
 LIVE_VIEWERS = 10
 WALL_FPS = 2.0
 FANOUT_CLIENTS = 50
@@ -100,9 +100,10 @@ def proc_cpu_s(pid: int) -> float:
 # --- the service in its own process ---------------------------------------------------------
 
 
-def serve(config_path: str) -> None:
-    """``python -m bench.wallboard --serve CONFIG``: the real app plus one bench-only route that
-    publishes events on the hub at a given rate (the stand-in for alerts, guns, cameras)."""
+def serve(config_path: str, roles: str = "api,video,control") -> None:
+    """``python -m bench.wallboard --serve CONFIG [ROLES]``: the real app plus one bench-only
+    route that publishes events on the hub at a given rate (the stand-in for alerts, guns,
+    cameras)."""
     from aiohttp import web
 
     from monitor.app import build_app
@@ -110,7 +111,7 @@ def serve(config_path: str) -> None:
     from monitor.web.keys import HUB
 
     cfg = load_config(config_path)
-    app = build_app(cfg)
+    app = build_app(cfg, roles=frozenset(roles.split(",")))
     publishing: set[asyncio.Task[None]] = set()
 
     async def publish(request: web.Request) -> web.Response:
@@ -398,7 +399,7 @@ def stalled_client(base: str, cookie: str) -> socket.socket:
     return s
 
 
-async def fanout(base: str, *, rounds: int, seconds: float) -> dict[str, Any]:
+async def fanout(base: str, pid: int, *, rounds: int, seconds: float) -> dict[str, Any]:
     """Rounds alternating: 50 clients reading (baseline), then 49 reading and 1 stalled. The
     49 are the same processes throughout; the 50th is a reader or a stalled socket in this
     process. Alternating rounds put both under the same background load of the machine."""
@@ -442,9 +443,12 @@ async def fanout(base: str, *, rounds: int, seconds: float) -> dict[str, Any]:
                 await asyncio.sleep(0.3)
                 for a in pipes:
                     a.send("start")
+                c0, t0 = proc_cpu_s(pid), time.monotonic()
                 r = await bench.post(f"{base}/bench/publish", params={"rate": str(FANOUT_RATE), "seconds": str(seconds)})
                 assert r.status == 200, await r.text()
-                await asyncio.sleep(seconds + 1.0)
+                await asyncio.sleep(seconds)
+                cpu = (proc_cpu_s(pid) - c0) / (time.monotonic() - t0)
+                await asyncio.sleep(1.0)
                 hub = await (await bench.get(f"{base}/bench/hub")).json()
                 results = []
                 for a in pipes:
@@ -457,6 +461,7 @@ async def fanout(base: str, *, rounds: int, seconds: float) -> dict[str, Any]:
                 events = sum(r["events"] for r in results)
                 drops = sorted((c["dropped"] for c in hub["clients"]), reverse=True)
                 out[kind].append({"latency_ms": ms(lat), "delivered_ratio": round(events / expected, 4),
+                                  "server_cpu_core_share": round(cpu, 3),
                                   "overflows_seen_by_readers": sum(r["overflows"] for r in results),
                                   "hub_drops_top": drops[:3], "clients": len(hub["clients"])})
                 if kind == "baseline":
@@ -482,14 +487,75 @@ async def fanout(base: str, *, rounds: int, seconds: float) -> dict[str, Any]:
         "rounds": rounds, "seconds_per_round": seconds,
         "baseline": {"p50_ms_median": med("baseline", "p50"), "p95_ms_median": med("baseline", "p95"),
                      "p99_ms_median": med("baseline", "p99"),
+                     "server_cpu_core_share_median": round(statistics.median(
+                         r["server_cpu_core_share"] for r in out["baseline"]), 3),
                      "delivered_ratio_min": min(r["delivered_ratio"] for r in out["baseline"])},
         "one_stalled": {"p50_ms_median": med("one_stalled", "p50"), "p95_ms_median": med("one_stalled", "p95"),
                         "p99_ms_median": med("one_stalled", "p99"),
+                        "server_cpu_core_share_median": round(statistics.median(
+                            r["server_cpu_core_share"] for r in out["one_stalled"]), 3),
                         "delivered_ratio_min": min(r["delivered_ratio"] for r in out["one_stalled"]),
                         "stalled_client_drops": [r["hub_drops_top"][0] if r["hub_drops_top"] else 0
                                                  for r in out["one_stalled"]]},
         "per_round": out,
     }
+
+
+async def wall_phases(base: str, cams: list[str], pid: int, result: dict[str, Any]) -> None:
+    """Every camera online (bounded), then the idle floor and the wall's phases."""
+    http = await login(base, 0)
+    online = 0
+    body: dict[str, Any] = {"cameras": []}
+    for _ in range(120 if QUICK else 240):
+        body = await (await http.get(f"{base}/api/v1/cameras")).json()
+        online = sum(1 for c in body["cameras"] if c["state"] == "online")
+        if online == len(cams):
+            break
+        await asyncio.sleep(0.5)
+    states: dict[str, int] = {}
+    for c in body["cameras"]:
+        k = f"{c['state']}: {c.get('reason')}"
+        states[k] = states.get(k, 0) + 1
+    await http.close()
+    result["cameras_online"] = online
+    result["camera_states"] = states
+    print(f"{online}/{len(cams)} cameras online after {time.monotonic() - T0:.0f}s", file=sys.stderr)
+    meter = Meter(pid)
+
+    async def phase(fn: Any, *args: Any) -> tuple[float, float, Any]:
+        warm = 0.5 if QUICK else 2.0
+        now = time.monotonic()
+        window = [now + warm, now + warm + PHASE_S]  # bytes are counted in the CPU window
+        return await meter.measure(PHASE_S, lambda stop: fn(base, *args, stop, window), warm)
+
+    async def idle(_base: str, stop: asyncio.Event, window: list[float]) -> dict[str, Any]:
+        await stop.wait()
+        return {}
+
+    cpu, dur, _ = await phase(idle)
+    result["idle"] = {"cpu_core_share": round(cpu, 4), "seconds": round(dur, 1)}
+    print("idle", json.dumps(result["idle"]), file=sys.stderr)
+    for name, fn, args in [
+        ("wall_snapshots", wall_snapshots, (cams,)),
+        ("wall_mjpeg", mjpeg_streams, (cams,)),
+        ("live_mse", live_viewers, (cams[:LIVE_VIEWERS],)),
+        ("live_mjpeg", mjpeg_streams, (cams[:LIVE_VIEWERS],)),
+    ]:
+        cpu, dur, got = await phase(fn, *args)
+        got = dict(got)
+        got["bytes_per_s"] = round(got.pop("bytes") / PHASE_S)
+        if "ok" in got:
+            got["requests_per_s"] = round(got["ok"] / PHASE_S, 1)
+        if "fragments" in got:
+            got["fragments_per_s"] = round(got["fragments"] / PHASE_S, 1)
+        result[name] = {"cpu_core_share": round(cpu, 4), "cpu_over_idle": round(cpu - result["idle"]["cpu_core_share"], 4),
+                        "seconds": round(dur, 1), **got}
+        print(name, json.dumps(result[name]), file=sys.stderr)
+    result["idle_after"] = None
+    if not QUICK:  # again: the floor drifts with the machine's other load
+        cpu, dur, _ = await phase(idle)
+        result["idle_after"] = {"cpu_core_share": round(cpu, 4), "seconds": round(dur, 1)}
+        print("idle_after", json.dumps(result["idle_after"]), file=sys.stderr)
 
 
 # --- run -------------------------------------------------------------------------------------
@@ -513,7 +579,7 @@ async def main() -> dict[str, Any]:
         from monitor.config import load_config as _lc
 
         all_cams = [c.id for _, c in _lc(ROOT / "config" / "haikou.yaml").cameras()][:TILES]
-        # The cameras the live viewers watch run at 5 fps; the rest of the wall at 1 fps (a
+        # The cameras the live viewers watch run at 5 fps; the rest of the wall at WALL_FPS (a
         # tile refreshes every 2 s): the ingest floor is not the wall's cost, and 200 cameras
         # at 5 fps would take this 2-core machine's every cycle before the wall asked anything.
         files: dict[str, Any] = {c: (clip if i < LIVE_VIEWERS else f"{clip}@{WALL_FPS:g}") for i, c in enumerate(all_cams)}
@@ -524,71 +590,16 @@ async def main() -> dict[str, Any]:
             await add_viewer(db)
             env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0",
                    "YOLO_CONFIG_DIR": str(ROOT / "var" / "yolo"), "DATABASE_URL": "", "MQTT_URL": ""}
-            log = open(work / "service.log", "wb")  # noqa: ASYNC230 (once, before any load)
-            cmd = [sys.executable, "-m", "bench.wallboard", "--serve", str(cfg_path)]
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: ASYNC220
-            try:
+            base = f"http://127.0.0.1:{port}"
+
+            def start(roles: str, logname: str) -> tuple[subprocess.Popen[bytes], Any]:
+                log = open(work / logname, "wb")
+                cmd = [sys.executable, "-m", "bench.wallboard", "--serve", str(cfg_path), roles]
+                proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
                 wait_for(lambda: port_open("127.0.0.1", port), 60, "the service to listen")
-                base = f"http://127.0.0.1:{port}"
-                http = await login(base, 0)
-                # every camera online (bounded)
-                online = 0
-                for _ in range(120 if QUICK else 240):
-                    body = await (await http.get(f"{base}/api/v1/cameras")).json()
-                    online = sum(1 for c in body["cameras"] if c["state"] == "online")
-                    if online == len(cams):
-                        break
-                    await asyncio.sleep(0.5)
-                states: dict[str, int] = {}
-                for c in body["cameras"]:
-                    k = f"{c['state']}: {c.get('reason')}"
-                    states[k] = states.get(k, 0) + 1
-                await http.close()
-                result["cameras_online"] = online
-                result["camera_states"] = states
-                print(f"{online}/{len(cams)} cameras online after {time.monotonic() - T0:.0f}s", file=sys.stderr)
-                meter = Meter(proc.pid)
+                return proc, log
 
-                async def phase(fn: Any, *args: Any) -> tuple[float, float, Any]:
-                    warm = 0.75 if QUICK else 2.0
-                    now = time.monotonic()
-                    window = [now + warm, now + warm + PHASE_S]  # bytes are counted in the CPU window
-                    return await meter.measure(PHASE_S, lambda stop: fn(base, *args, stop, window), warm)
-
-                async def idle(_base: str, stop: asyncio.Event, window: list[float]) -> dict[str, Any]:
-                    await stop.wait()
-                    return {}
-
-                cpu, dur, _ = await phase(idle)
-                result["idle"] = {"cpu_core_share": round(cpu, 4), "seconds": round(dur, 1)}
-                print("idle", json.dumps(result["idle"]), file=sys.stderr)
-                for name, fn, args in [
-                    ("wall_snapshots", wall_snapshots, (cams,)),
-                    ("wall_mjpeg", mjpeg_streams, (cams,)),
-                    ("live_mse", live_viewers, (cams[:LIVE_VIEWERS],)),
-                    ("live_mjpeg", mjpeg_streams, (cams[:LIVE_VIEWERS],)),
-                ]:
-                    cpu, dur, got = await phase(fn, *args)
-                    got = dict(got)
-                    got["bytes_per_s"] = round(got.pop("bytes") / PHASE_S)
-                    if "ok" in got:
-                        got["requests_per_s"] = round(got["ok"] / PHASE_S, 1)
-                    if "fragments" in got:
-                        got["fragments_per_s"] = round(got["fragments"] / PHASE_S, 1)
-                    result[name] = {"cpu_core_share": round(cpu, 4),
-                                    "cpu_over_idle": round(cpu - result["idle"]["cpu_core_share"], 4),
-                                    "seconds": round(dur, 1), **got}
-                    print(name, json.dumps(result[name]), file=sys.stderr)
-                result["idle_after"] = None
-                if not QUICK:  # again: the floor drifts with the machine's other load
-                    cpu, dur, _ = await phase(idle)
-                    result["idle_after"] = {"cpu_core_share": round(cpu, 4), "seconds": round(dur, 1)}
-                    print("idle_after", json.dumps(result["idle_after"]), file=sys.stderr)
-                fan_s = 2.0 if QUICK else 15.0  # full: long enough for the stalled socket's buffers to fill
-                result["fanout"] = await fanout(base, rounds=1 if QUICK else 4, seconds=fan_s)
-                print("fanout", json.dumps({k: v for k, v in result["fanout"].items() if k != "per_round"}),
-                      file=sys.stderr)
-            finally:
+            def stop(proc: subprocess.Popen[bytes], log: Any) -> None:
                 proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(20)
@@ -596,8 +607,25 @@ async def main() -> dict[str, Any]:
                     proc.kill()
                     proc.wait(5)
                 log.close()
+                wait_for(lambda: not port_open("127.0.0.1", port), 20, "the service to stop")
+
+            proc, log = await asyncio.to_thread(start, "api,video,control", "service.log")
+            try:
+                await wall_phases(base, cams, proc.pid, result)
+            finally:
+                await asyncio.to_thread(stop, proc, log)
         finally:
             srv.stop()
+        # The fan-out on an api-only process (as a city deploys it: video workers apart), with
+        # the cameras and the RTSP server gone, so the hub is what is measured.
+        proc, log = await asyncio.to_thread(start, "api", "service-api.log")
+        try:
+            fan_s = 2.0 if QUICK else 10.0
+            result["fanout"] = await fanout(base, proc.pid, rounds=1 if QUICK else 3, seconds=fan_s)
+            print("fanout", json.dumps({k: v for k, v in result["fanout"].items() if k != "per_round"}),
+                  file=sys.stderr)
+        finally:
+            await asyncio.to_thread(stop, proc, log)
     return result
 
 
@@ -621,7 +649,8 @@ def report(r: dict[str, Any], elapsed: float) -> dict[str, Any]:
                                     f"the other tiles at {WALL_FPS:g} fps; no detection rules"),
                   "browser_connections_per_host": 6, "live_viewers": LIVE_VIEWERS,
                   "fanout": {"clients": FANOUT_CLIENTS, "rate_per_s": FANOUT_RATE, "event_bytes": EVENT_BYTES,
-                             "worker_processes": FANOUT_WORKERS, "hub_batching": True},
+                             "worker_processes": FANOUT_WORKERS, "hub_batching": True,
+                             "service": "api role only (no cameras), as deployed with video workers apart"},
                   "cameras_online": r["cameras_online"]},
         "figures": {
             f"wall_{TILES}_tiles_snapshots": {
@@ -653,8 +682,8 @@ def report(r: dict[str, Any], elapsed: float) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
-        serve(sys.argv[2])
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "--serve":
+        serve(*sys.argv[2:])
         sys.exit(0)
     t0 = time.monotonic()
     raw = asyncio.run(main())
