@@ -76,6 +76,15 @@ def test_fill_without_scan(name: str, fills: list[Fill], scans: list[ScanRecord]
         assert f.details["fill_start"] and f.details["scale"] == "s1" and "why" in f.details
 
 
+def test_an_unidentified_fill_takes_the_closest_tare_then_the_latest() -> None:
+    cyls = dict(CYLS, HKMID0001=cyl("HKMID0001", tare=18.0), HKA00003=cyl("HKA00003", tare=16.6))
+    scans = [scan("a", "HKA00001", 100), scan("b", "HKMID0001", 250), scan("c", "HKA00003", 200)]
+    [m] = rules.match_fills([fill(300, code=None, tare=16.5)], rules.ScanIndex.of(scans), cyls, P)
+    assert m.scan is not None and m.scan.id == "a" and m.why == "tare"
+    [m] = rules.match_fills([fill(300, code=None, tare=16.55)], rules.ScanIndex.of(scans[1:]), cyls, P)
+    assert m.scan is not None and m.scan.id == "c"
+
+
 def test_fill_without_scan_names_the_scans_it_refused() -> None:
     [f] = run_fws([fill(300)], [scan("bad", "HKA00001", 100, validity="inspection_due")])
     assert f.details["scan_ids"] == ["bad"] and f.details["scans_considered"][0]["validity"] == "inspection_due"

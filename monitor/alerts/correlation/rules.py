@@ -94,11 +94,14 @@ class Match:
 
 def match_fill(fill: Fill, candidates: Sequence[ScanRecord], cylinders: Mapping[str, Cylinder],
                used: set[str], p: Params) -> Match:
-    """The pre-fill scan a fill rests on: of the fill's cylinder when the scale reported
-    its code; otherwise the latest unused scan of a valid cylinder whose registered tare
-    agrees with the measured one (``tare_match_kg``)."""
+    """The pre-fill scan a fill rests on: the latest of the fill's cylinder when the scale
+    reported its code; otherwise, of the unused scans of valid cylinders whose registered
+    tare agrees with the measured one within ``tare_match_kg``, the closest tare (then the
+    latest): a fill does not take the scan of a different-sized cylinder filled next to it."""
     considered: list[ScanRecord] = []
-    for s in reversed(candidates):  # latest first
+    best: tuple[float, int] | None = None
+    best_scan: ScanRecord | None = None
+    for k, s in enumerate(reversed(candidates)):  # latest first
         if s.id in used:
             continue
         if fill.cylinder is not None and s.cylinder != fill.cylinder:
@@ -106,12 +109,17 @@ def match_fill(fill: Fill, candidates: Sequence[ScanRecord], cylinders: Mapping[
         if s.validity != "ok":
             considered.append(s)
             continue
-        if fill.cylinder is None:
-            cyl = cylinders.get(s.cylinder)
-            if cyl is not None and abs(cyl.tare_kg - fill.tare_kg) > p.tare_match_kg:
-                considered.append(s)
-                continue
-        return Match(fill, s, tuple(considered), "code" if fill.cylinder else "tare")
+        if fill.cylinder is not None:
+            return Match(fill, s, tuple(considered), "code")
+        cyl = cylinders.get(s.cylinder)
+        diff = abs(cyl.tare_kg - fill.tare_kg) if cyl is not None else p.tare_match_kg
+        if diff > p.tare_match_kg:
+            considered.append(s)
+            continue
+        if best is None or (diff, k) < best:
+            best, best_scan = (diff, k), s
+    if best_scan is not None:
+        return Match(fill, best_scan, tuple(x for x in considered), "tare")
     if considered:
         why = "only scans of invalid cylinders or of cylinders of another tare"
     elif fill.cylinder:
