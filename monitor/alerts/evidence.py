@@ -23,6 +23,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from prometheus_client import Counter
+
 from monitor.alerts import series_refs
 from monitor.alerts.annotate import annotate, boxes_from_details
 from monitor.alerts.clock import Clock
@@ -35,6 +37,9 @@ from monitor.store.db import Database
 from monitor.tasks import Backoff
 
 log = logging.getLogger(__name__)
+
+EVIDENCE = Counter("monitor_evidence_total", "evidence items finished, by kind and outcome", ["kind", "status"])
+EVIDENCE_DROPPED = Counter("monitor_evidence_dropped_total", "evidence items not queued (queue full; swept later)")
 
 Kind = Literal["snapshot", "clip", "scale_trace", "scans"]
 # Rules whose evidence is in the scale and scan series.
@@ -224,6 +229,7 @@ class EvidenceGatherer:
             self.queue.put_nowait(job)
         except asyncio.QueueFull:
             self.stats.dropped += 1
+            EVIDENCE_DROPPED.inc()
             log.warning("evidence queue full: %s of alert %d waits for the sweep", job.kind, job.alert_id)
             return False
         self.inflight.add(job.evidence_id)
@@ -340,6 +346,7 @@ class EvidenceGatherer:
     async def _finish(self, job: Job, status: str, attempt: int, *, error: str | None = None,
                       path: str | None = None, media_type: str | None = None, data: Any = None,
                       ts: datetime | None = None, ends_at: datetime | None = None) -> None:
+        EVIDENCE.labels(job.kind, status).inc()
         size = digest = None
         if path is not None:
             full = media_path(self.media_dir, path)

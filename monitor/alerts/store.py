@@ -78,23 +78,31 @@ _INSERT_COLS = ("rule", "severity", "site", "source", "subject", "reason", "summ
                 "last_seen", "count", "opened_at", "condition_active", "cleared_at", "silenced")
 
 # Engine-owned fields, written as the engine holds them, only where the row is still in
-# the state the engine last stored (``expect``).
+# the state the engine last stored (``expect``); one statement for the whole batch.
 _WRITE = """
-UPDATE alerts SET
-    count = count + %(delta)s,
-    last_seen = greatest(last_seen, %(last_seen)s),
-    first_seen = least(first_seen, %(first_seen)s),
-    severity = %(severity)s, summary = %(summary)s, reason = coalesce(%(reason)s, reason),
-    condition_active = %(condition_active)s, cleared_at = %(cleared_at)s, silenced = %(silenced)s,
-    state = %(state)s, opened_at = %(opened_at)s, resolved_at = %(resolved_at)s,
-    escalation = %(escalation)s, escalated_at = %(escalated_at)s, reminded_at = %(reminded_at)s,
-    acked_at = CASE WHEN %(reset_ack)s THEN NULL ELSE acked_at END,
-    acked_by = CASE WHEN %(reset_ack)s THEN NULL ELSE acked_by END,
-    ack_note = CASE WHEN %(reset_ack)s THEN NULL ELSE ack_note END,
-    rev = rev + 1
-WHERE id = %(id)s AND state = %(expect)s
-RETURNING *
+UPDATE alerts AS a SET
+    count = a.count + v.delta,
+    last_seen = greatest(a.last_seen, v.last_seen),
+    first_seen = least(a.first_seen, v.first_seen),
+    severity = v.severity, summary = v.summary, reason = coalesce(v.reason, a.reason),
+    condition_active = v.condition_active, cleared_at = v.cleared_at, silenced = v.silenced,
+    state = v.state, opened_at = v.opened_at, resolved_at = v.resolved_at,
+    escalation = v.escalation, escalated_at = v.escalated_at, reminded_at = v.reminded_at,
+    acked_at = CASE WHEN v.reset_ack THEN NULL ELSE a.acked_at END,
+    acked_by = CASE WHEN v.reset_ack THEN NULL ELSE a.acked_by END,
+    ack_note = CASE WHEN v.reset_ack THEN NULL ELSE a.ack_note END,
+    rev = a.rev + 1
+FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[],
+            %s::text[], %s::bool[], %s::timestamptz[], %s::bool[], %s::text[], %s::timestamptz[],
+            %s::timestamptz[], %s::smallint[], %s::timestamptz[], %s::timestamptz[], %s::bool[])
+     AS v(id, expect, delta, last_seen, first_seen, severity, summary, reason, condition_active, cleared_at,
+          silenced, state, opened_at, resolved_at, escalation, escalated_at, reminded_at, reset_ack)
+WHERE a.id = v.id AND a.state = v.expect
+RETURNING a.*
 """
+_WRITE_COLS = ("id", "expect", "delta", "last_seen", "first_seen", "severity", "summary", "reason",
+               "condition_active", "cleared_at", "silenced", "state", "opened_at", "resolved_at", "escalation",
+               "escalated_at", "reminded_at", "reset_ack")
 
 # After a conflict: only the count and times, on whatever live state the row now has.
 _COUNT = """
@@ -139,12 +147,9 @@ async def write_alerts(
         p["expect"] = expect
         p["reset_ack"] = reset
         params.append(p)
-    cur = conn.cursor()
-    await cur.executemany(_WRITE, params, returning=True)
-    out: list[dict[str, Any] | None] = []
-    async for _ in cur.results():
-        out.append(await cur.fetchone())
-    return out
+    cur = await conn.execute(_WRITE, [[p[c] for p in params] for c in _WRITE_COLS], binary=True)
+    by_id = {int(r["id"]): r for r in await cur.fetchall()}
+    return [by_id.get(int(a.id)) if a.id is not None else None for a, _, _ in alerts]
 
 
 async def add_count(conn: Conn, a: Alert) -> dict[str, Any] | None:
