@@ -61,10 +61,13 @@ async def test_operator_load_agrees_on_both_paths(both: tuple[str, str]) -> None
                                                      autocommit=True)
         async with conn:
             await conn.execute("DELETE FROM alert_actions WHERE site = 'st-a'")
-            for r in rows:  # no COPY here: the WebAssembly server does not take it
-                await conn.execute(
-                    """INSERT INTO alert_actions (ts, alert_id, action, actor, role, site, rule, severity,
-                                                  silenced, latency_s) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""", r)
+            cols = list(zip(*rows, strict=True))  # one statement (no COPY: the WebAssembly server does not take it)
+            await conn.execute(
+                """INSERT INTO alert_actions (ts, alert_id, action, actor, role, site, rule, severity, silenced,
+                                              latency_s)
+                   SELECT * FROM unnest(%s::timestamptz[], %s::bigint[], %s::text[], %s::text[], %s::text[],
+                                        %s::text[], %s::text[], %s::text[], %s::bool[], %s::float8[])""",
+                [list(c) for c in cols])
             hours, people = await stats.load_rows(conn, T0, T0 + timedelta(hours=6), ["st-a"])
             out.append(stats.load_report(hours, people, guideline_per_10min=1.0))
     assert out[0] == out[1]
