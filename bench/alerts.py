@@ -386,7 +386,9 @@ def run() -> int:
         Path(sys.argv[3]).write_text(json.dumps(doc))
         return 0
     t0 = time.time()
+    load_before = os.getloadavg()
     res = asyncio.run(main())
+    load_after = os.getloadavg()
     lat = res["latency_finding_to_ws_event_ms"]["all"]
     base = res["baseline_raw_bus_hub_ws_ms"]
     tp = res["throughput"]
@@ -395,7 +397,8 @@ def run() -> int:
         "quick": QUICK,
         "command": ("BENCH_QUICK=1 " if QUICK else "") + ".venv/bin/python -m bench.alerts",
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "note": "2 cores shared with other engineers' work: figures are noisy"},
+                    "note": "2 cores shared with other engineers' work: figures are noisy",
+                    "load_average_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)]},
         "figures": res,
         "targets": {"latency_p95_ms": 200, "findings_per_s": 1000},
         "baseline": {"raw_path_p95_ms": base["p95"], "core_only_findings_per_s": res["core_only"]["findings_per_s"]},
