@@ -178,3 +178,18 @@ def test_users_cli(session_db: str) -> None:
 def test_role_ranks(role: str, need: str, ok: bool) -> None:
     assert auth.Principal("user", "u", role).at_least(need) is ok
     assert not auth.Principal("apikey", "k", "app").at_least("viewer")
+
+
+def test_key_cache_trusts_a_recent_key_only() -> None:
+    from monitor.web.security import KeyCache
+
+    c = KeyCache(ttl_s=60)
+    p = auth.Principal("apikey", "app", "app", site_id="st-a")
+    assert c.recall("k1") is None
+    c.remember("k1", p)
+    assert c.recall("k1") == p and c.recall("k2") is None
+    c.remember("k1", None)  # seen revoked: forgotten at once
+    assert c.recall("k1") is None
+    c2 = KeyCache(ttl_s=0.0)
+    c2.remember("k", p)
+    assert c2.recall("k") is None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from monitor.errors import DatabaseUnavailable
 from monitor.web import auth
 from monitor.web.auth import Principal
 from monitor.web.errors import error_response
@@ -14,6 +16,33 @@ from monitor.web.keys import DB
 PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal", object)  # type: ignore[arg-type]
 TOKEN: web.RequestKey[str] = web.RequestKey("token", str)
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class KeyCache:
+    """API keys seen valid recently (by hash), for use only while the database is unreachable."""
+
+    def __init__(self, ttl_s: float = 3600.0, size: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._seen: dict[str, tuple[Principal, float]] = {}
+
+    def remember(self, key: str, p: Principal | None) -> None:
+        h = auth.sha256(key)
+        if p is None:
+            self._seen.pop(h, None)  # revoked or unknown: forget at once
+            return
+        if len(self._seen) >= self.size and h not in self._seen:
+            self._seen.pop(next(iter(self._seen)))
+        self._seen[h] = (p, time.monotonic())
+
+    def recall(self, key: str) -> Principal | None:
+        got = self._seen.get(auth.sha256(key))
+        if got is None or time.monotonic() - got[1] > self.ttl_s:
+            return None
+        return got[0]
+
+
+_KEYS = KeyCache()
 
 
 def client_address(request: web.Request) -> str:
@@ -27,17 +56,25 @@ async def auth_middleware(
     p: Principal | None = None
     authz = request.headers.get("Authorization", "")
     token = request.cookies.get(auth.COOKIE)
-    if authz.startswith("Bearer ") or token:
-        db = request.app[DB]
-        async with db.connection() as conn:
-            if authz.startswith("Bearer "):
-                p = await auth.api_key_principal(conn, authz[7:].strip())
-                if p is None:
-                    return error_response(401, "unauthorized", "API key unknown or revoked")
-            elif token:
-                p = await auth.session_principal(conn, token)
-                if p is not None:
-                    request[TOKEN] = token
+    if authz.startswith("Bearer "):
+        key = authz[7:].strip()
+        try:
+            async with request.app[DB].connection() as conn:
+                p = await auth.api_key_principal(conn, key)
+            _KEYS.remember(key, p)
+        except DatabaseUnavailable:
+            # Devices and apps keep working while the database is away: a key seen valid
+            # recently is trusted, so their scans reach the on-disk spool instead of failing.
+            p = _KEYS.recall(key)
+            if p is None:
+                raise
+        if p is None:
+            return error_response(401, "unauthorized", "API key unknown or revoked")
+    elif token:
+        async with request.app[DB].connection() as conn:
+            p = await auth.session_principal(conn, token)
+        if p is not None:
+            request[TOKEN] = token
     request[PRINCIPAL] = p
     if p is not None and request.method not in SAFE and not auth.csrf_ok(p, request.headers.get("X-CSRF-Token")):
         return error_response(403, "csrf", "missing or wrong X-CSRF-Token header")
