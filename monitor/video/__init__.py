@@ -2,7 +2,8 @@
 
 ``setup(app)`` plugs the part into the service. With the ``video`` role it runs every
 configured camera (``VideoService``, under ``app[VIDEO]`` and ``app[SERVICES]["video"]``);
-with the ``api`` role it serves the camera routes (``monitor.video.api``) and pushes state
+when the roles are split over processes, video workers share the cameras through leases
+in PostgreSQL (``monitor.store.leases``). With the ``api`` role it serves the camera routes (``monitor.video.api``) and pushes state
 changes to the WebSocket topic ``cameras``. See ``monitor.video.service`` for the
 interface the detectors and the alerts call.
 """
@@ -18,7 +19,7 @@ def setup(app: web.Application) -> None:
     from monitor.video import api
     from monitor.video.camera import StateChange
     from monitor.video.service import VideoService
-    from monitor.web.keys import CONFIG, HUB, ROLES, SERVICES, TASKS, VIDEO
+    from monitor.web.keys import CONFIG, DB, HUB, ROLES, SERVICES, TASKS, VIDEO
 
     roles = app[ROLES]
     if "api" in roles:
@@ -43,7 +44,15 @@ def setup(app: web.Application) -> None:
         )
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        svc.start(app[TASKS])
+        from monitor.app import ALL_ROLES, DB_READY
+
+        if roles == ALL_ROLES:
+            svc.start(app[TASKS])  # one process runs the whole city
+        else:
+            from monitor.store.leases import LeaseKeeper
+
+            # roles split over processes: video workers share the cameras through leases
+            svc.start_leased(app[TASKS], app[DB], app[DB_READY], LeaseKeeper())
         yield
         svc.close()
 

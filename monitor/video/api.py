@@ -54,7 +54,7 @@ def _camera_config(request: web.Request, cid: str) -> tuple[Any, Any]:
 
 def _summary(request: web.Request, cid: str) -> dict[str, Any]:
     svc = _service(request)
-    if svc is not None and cid in svc.cameras:
+    if svc is not None and cid in svc.running:
         return dict(svc.cameras[cid].summary())
     site, cam = _camera_config(request, cid)
     return {
@@ -79,7 +79,7 @@ async def get_camera(request: web.Request) -> web.Response:
     cid = request.match_info["id"]
     body = _summary(request, cid)
     svc = _service(request)
-    if svc is not None and cid in svc.cameras:
+    if svc is not None and cid in svc.running:
         body["history"] = [
             {"state": h.state, "reason": h.reason, "since": h.since.isoformat()} for h in svc.cameras[cid].history
         ]
@@ -90,7 +90,7 @@ def _running_camera(request: web.Request) -> Any:
     cid = request.match_info["id"]
     _camera_config(request, cid)
     svc = _service(request)
-    if svc is None or cid not in svc.cameras:
+    if svc is None or cid not in svc.running:
         raise ServiceUnavailable(f"camera {cid} is not run by this process")
     return svc, svc.cameras[cid]
 

@@ -33,6 +33,8 @@ from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFam
 from prometheus_client.registry import Collector
 
 from monitor.config import Config
+from monitor.store.db import Database
+from monitor.store.leases import LeaseKeeper
 from monitor.tasks import TaskGroup
 from monitor.video.camera import Camera, StateChange
 from monitor.video.frame import Frame
@@ -59,6 +61,9 @@ class VideoService:
             if wanted is None or cam.id in wanted:
                 self.cameras[cam.id] = Camera(site, cam, cfg.media, self.feed, None, self._state)
         self.media_dir = Path(cfg.media.dir)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self.leased = False
+        self.keeper: LeaseKeeper | None = None
         _LIVE.add(self)
 
     def _state(self, ch: StateChange) -> None:
@@ -66,11 +71,69 @@ class VideoService:
             self.on_state(ch)
 
     def start(self, tasks: TaskGroup) -> None:
-        """Run the cameras (call on the event loop the consumers use)."""
+        """Run every camera (call on the event loop the consumers use)."""
         self.feed.bind(asyncio.get_running_loop())
+        self.leased = False
         for cam in self.cameras.values():
-            tasks.supervise(f"camera:{cam.id}", cam.run, backoff_s=0.5, cap_s=10.0)
+            self._start_camera(tasks, cam.id)
         tasks.supervise("media-retention", self._retention)
+
+    def start_leased(self, tasks: TaskGroup, db: Database, db_ready: asyncio.Event, keeper: LeaseKeeper) -> None:
+        """Run only the cameras this worker holds a lease on (``monitor.store.leases``):
+        video workers on several machines share the city's cameras, and a dead worker's
+        cameras are taken over when its leases expire."""
+        self.feed.bind(asyncio.get_running_loop())
+        self.leased = True
+        self.keeper = keeper
+        tasks.supervise("video-leases", lambda: self._lease_loop(tasks, db, db_ready, keeper))
+        tasks.supervise("media-retention", self._retention)
+
+    def _start_camera(self, tasks: TaskGroup, cid: str) -> None:
+        cam = self.cameras.get(cid)
+        if cam is None or cid in self._running:
+            return
+        self._running[cid] = tasks.supervise(f"camera:{cid}", cam.run, backoff_s=0.5, cap_s=10.0)
+
+    def _stop_camera(self, cid: str, why: str) -> None:
+        task = self._running.pop(cid, None)
+        if task is not None:
+            task.cancel()
+            cam = self.cameras[cid]
+            for role in cam.roles:
+                cam._stream_down(role, why)
+            cam.snapshots.clear()
+
+    async def _lease_loop(self, tasks: TaskGroup, db: Database, db_ready: asyncio.Event, keeper: LeaseKeeper) -> None:
+        await db_ready.wait()
+        async with db.connection() as conn:
+            await keeper.register(conn)
+        last_ok = time.monotonic()
+        try:
+            while True:
+                try:
+                    async with db.connection() as conn:
+                        ch = await keeper.tick(conn)
+                    last_ok = time.monotonic()
+                except Exception as e:
+                    # Cannot renew: once our leases may have expired, another worker may run
+                    # the cameras, so stop them rather than run them twice.
+                    log.warning("video leases: cannot renew (%s)", e)
+                    if time.monotonic() - last_ok > keeper.ttl_s * 0.8:
+                        for cid in list(self._running):
+                            self._stop_camera(cid, "lease not renewed (database unreachable)")
+                        keeper.held.clear()
+                else:
+                    for cid in ch.lost:
+                        self._stop_camera(cid, "lease lost to another worker")
+                    for cid in keeper.held:
+                        self._start_camera(tasks, cid)
+                await asyncio.sleep(keeper.renew_s)
+        finally:
+            for cid in list(self._running):
+                self._stop_camera(cid, "worker stopping")
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0), db.connection() as conn:
+                    await keeper.release_all(conn)
 
     async def _retention(self) -> None:
         m = self.cfg.media
@@ -92,17 +155,22 @@ class VideoService:
 
     # ------------------------------------------------------------------ wall
 
+    @property
+    def running(self) -> list[str]:
+        """The cameras this process runs now (all of them, or those it holds leases on)."""
+        return sorted(self._running)
+
     def camera_states(self) -> Mapping[str, str]:
-        return {cid: c.state for cid, c in self.cameras.items()}
+        return {cid: self.cameras[cid].state for cid in sorted(self._running)}
 
     def summaries(self) -> list[dict[str, Any]]:
-        return [c.summary() for c in self.cameras.values()]
+        return [self.cameras[cid].summary() for cid in sorted(self._running)]
 
     # ------------------------------------------------------------------ evidence
 
     async def snapshot(self, camera: str) -> tuple[datetime, bytes] | None:
         cam = self.cameras.get(camera)
-        if cam is None:
+        if cam is None or camera not in self._running:
             return None
         got = await asyncio.to_thread(cam.snapshots.jpeg)
         if got is None:
@@ -117,7 +185,7 @@ class VideoService:
                      *, wait_s: float | None = None) -> ClipInfo | None:
         """Cut [start, end] from the ring to ``dest``, waiting (bounded) for the post-roll."""
         cam = self.cameras.get(camera)
-        if cam is None:
+        if cam is None or (camera not in self._running and cam.ring.newest_t is None):
             return None
         s, e = start.timestamp(), end.timestamp()
         if e <= s:
@@ -162,7 +230,7 @@ class _CameraCollector(Collector):
     """Per-camera figures read at scrape time (no cost on the packet path)."""
 
     def collect(self) -> Iterable[Any]:
-        cams = [c for svc in list(_LIVE) for c in svc.cameras.values()]
+        cams = [svc.cameras[cid] for svc in list(_LIVE) for cid in svc.running]
         up = GaugeMetricFamily("monitor_camera_up", "1 online, 0.5 degraded, 0 offline", labels=["camera", "site"])
         age = GaugeMetricFamily("monitor_camera_frame_age_seconds", "age of the last frame handed to the detector",
                                 labels=["camera"])
