@@ -5,9 +5,11 @@ malformed code or a locked gun) and otherwise from one query (``store.facts``: t
 registry record, the newest pre-fill scan and the gun's lock in the database, which is
 the truth). MQTT requests go through a bounded queue to ``interlock_workers`` workers,
 so the broker's message loop never waits on the database; when the queue is full a
-request is answered ``busy`` at once. Decisions are written to ``interlock_decisions``
-in batches by one writer (bounded queue; overflow dropped and counted). Every refusal
-is an ``interlock_refused`` finding (info) for the alerts.
+request is answered ``busy`` at once, and so is one that waited longer than a gun would
+(``stale_after_s``): under overload the fresh requests are decided, not the old.
+Decisions are written to ``interlock_decisions`` in batches by one writer (bounded queue;
+overflow dropped and counted). Every refusal is an ``interlock_refused`` finding (info)
+for the alerts.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ LATENCY = Histogram(
 
 
 class Authorizer:
-    def __init__(self, svc: ControlService, *, queue_size: int = 5_000, log_size: int = 100_000) -> None:
+    def __init__(self, svc: ControlService, *, queue_size: int = 2_000, log_size: int = 100_000,
+                 stale_after_s: float = 3.0) -> None:
         self.svc = svc
+        self.stale_after_s = stale_after_s
         self.cfg = svc.cfg
         self.tz = ZoneInfo(svc.cfg.timezone)
         self.requests: asyncio.Queue[tuple[GunId, bytes, float]] = asyncio.Queue(queue_size)
@@ -135,13 +139,20 @@ class Authorizer:
 
     async def _worker(self) -> None:
         while True:
-            g, payload, _t0 = await self.requests.get()
+            g, payload, t0 = await self.requests.get()
             try:
                 req = parse_auth_request(payload)
             except InputError as e:
                 d = refuse("malformed_request", e.message)
                 self._record(g, None, d, via="mqtt", request_id=None, now=self.svc.clock.now())
                 await self._reply(g, None, d)
+                continue
+            if time.perf_counter() - t0 > self.stale_after_s:
+                # The gun has given up on this one long ago; deciding it would only delay
+                # the fresh ones behind it. Said so, counted.
+                self.busy += 1
+                DROPPED.labels("authorize_stale").inc()
+                await self._reply(g, req.request_id, refuse("busy", "the centre is overloaded; ask again"))
                 continue
             d = await self.authorize(g, req.cylinder, via="mqtt", request_id=req.request_id)
             await self._reply(g, req.request_id, d)
