@@ -216,3 +216,23 @@ async def test_no_database_means_no_gas_and_a_precise_error(mqtt_url: str) -> No
     finally:
         await dev.stop()
         await asyncio.wait_for(runner.cleanup(), 20)
+
+
+async def test_a_request_the_gun_gave_up_on_is_answered_busy(session_db: str, mqtt_url: str) -> None:
+    """Under overload, a request that waited longer than ``stale_after_s`` is not decided
+    (the gun stopped waiting): it is answered ``busy``, counted, and nothing is allowed."""
+    from monitor.web.keys import INTERLOCK
+
+    cfg = control_city(session_db, mqtt_url)
+    site = cfg.sites[0].id
+    async with serve(cfg) as run:
+        interlock = run.app[INTERLOCK]
+        interlock.stale_after_s = 0.0  # every request is already too old when a worker takes it
+        dev = device(cfg, site, "g1")
+        await dev.start()
+        try:
+            reply = await dev.authorize("ABCDEF123", request_id="late-1", timeout_s=10)
+        finally:
+            await dev.stop()
+        assert (reply["request_id"], reply["allow"], reply["reason"]) == ("late-1", False, "busy")
+        assert interlock.busy == 1
