@@ -16,10 +16,11 @@ from aiohttp import web
 
 
 def setup(app: web.Application) -> None:
+    from monitor.findings import Finding
     from monitor.video import api
     from monitor.video.camera import StateChange
     from monitor.video.service import VideoService
-    from monitor.web.keys import CONFIG, DB, HUB, ROLES, SERVICES, TASKS, VIDEO
+    from monitor.web.keys import CONFIG, DB, FINDINGS, HUB, ROLES, SERVICES, TASKS, VIDEO
 
     roles = app[ROLES]
     if "api" in roles:
@@ -28,9 +29,19 @@ def setup(app: web.Application) -> None:
         return
     hub = app[HUB] if "api" in roles else None
 
+    findings = app[FINDINGS]
+
     def on_state(ch: StateChange) -> None:
+        cam = svc.cameras[ch.camera]
+        if ch.state in ("offline", "online"):
+            # An offline camera is a condition alert (camera_offline) that clears when it returns.
+            findings.submit_nowait(Finding(
+                rule="camera_offline", site=cam.site.id, source=ch.camera, subject=ch.camera, ts=ch.since,
+                summary=(f"camera {ch.camera} offline: {ch.reason}" if ch.state == "offline"
+                         else f"camera {ch.camera} back online"),
+                active=ch.state == "offline", details={"reason": ch.reason},
+            ))
         if hub is not None:
-            cam = svc.cameras[ch.camera]
             hub.publish("cameras", {"camera": ch.camera, "site": cam.site.id, "state": ch.state,
                                     "reason": ch.reason, "since": ch.since.isoformat()})
 
