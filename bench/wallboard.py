@@ -48,6 +48,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 T0 = time.monotonic()
+ONLY_FANOUT = os.environ.get("BENCH_ONLY") == "fanout"  # rerun the fan-out alone (no cameras)
 OUT = ROOT / "bench" / "results" / "wallboard.json"
 PG = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 MQTT = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
@@ -134,10 +135,33 @@ def serve(config_path: str, roles: str = "api,video,control") -> None:
         task.add_done_callback(publishing.discard)
         return web.json_response({"ok": True})
 
+    lags: list[float] = []
+
+    async def lag_monitor(app: web.Application) -> Any:
+        """How late the event loop wakes a 10 ms timer: a stalled loop drops every client's events."""
+
+        async def run() -> None:
+            while True:
+                t = time.monotonic()
+                await asyncio.sleep(0.01)
+                lags.append(time.monotonic() - t - 0.01)
+                del lags[:-20000]
+
+        task = asyncio.create_task(run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     async def hub_stats(request: web.Request) -> web.Response:
         hub = request.app[HUB]
+        loop_lag = ms(lags) if lags else None
+        if request.query.get("reset"):
+            lags.clear()
         return web.json_response({"clients": [{"dropped": c.dropped, "sent": c.sent, "queued": c.queue.qsize()}
-                                              for c in hub.clients]})
+                                              for c in hub.clients], "loop_lag_ms": loop_lag})
+
+    app.cleanup_ctx.append(lag_monitor)
 
     app.router.add_post("/bench/publish", publish)
     app.router.add_get("/bench/hub", hub_stats)
@@ -443,6 +467,7 @@ async def fanout(base: str, pid: int, *, rounds: int, seconds: float) -> dict[st
                 await asyncio.sleep(0.3)
                 for a in pipes:
                     a.send("start")
+                await bench.get(f"{base}/bench/hub", params={"reset": "1"})
                 c0, t0 = proc_cpu_s(pid), time.monotonic()
                 r = await bench.post(f"{base}/bench/publish", params={"rate": str(FANOUT_RATE), "seconds": str(seconds)})
                 assert r.status == 200, await r.text()
@@ -461,7 +486,7 @@ async def fanout(base: str, pid: int, *, rounds: int, seconds: float) -> dict[st
                 events = sum(r["events"] for r in results)
                 drops = sorted((c["dropped"] for c in hub["clients"]), reverse=True)
                 out[kind].append({"latency_ms": ms(lat), "delivered_ratio": round(events / expected, 4),
-                                  "server_cpu_core_share": round(cpu, 3),
+                                  "server_cpu_core_share": round(cpu, 3), "server_loop_lag_ms": hub["loop_lag_ms"],
                                   "overflows_seen_by_readers": sum(r["overflows"] for r in results),
                                   "hub_drops_top": drops[:3], "clients": len(hub["clients"])})
                 if kind == "baseline":
@@ -584,9 +609,10 @@ async def main() -> dict[str, Any]:
         # at 5 fps would take this 2-core machine's every cycle before the wall asked anything.
         files: dict[str, Any] = {c: (clip if i < LIVE_VIEWERS else f"{clip}@{WALL_FPS:g}") for i, c in enumerate(all_cams)}
         srv = RtspServer(files=files, log=work / "rtsp.log")
-        srv.start()
+        if not ONLY_FANOUT:
+            srv.start()
         try:
-            cams = make_config(db, srv.port, port, TILES, cfg_path)
+            cams = make_config(db, srv.port or 9, port, TILES, cfg_path)
             await add_viewer(db)
             env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0",
                    "YOLO_CONFIG_DIR": str(ROOT / "var" / "yolo"), "DATABASE_URL": "", "MQTT_URL": ""}
@@ -609,11 +635,12 @@ async def main() -> dict[str, Any]:
                 log.close()
                 wait_for(lambda: not port_open("127.0.0.1", port), 20, "the service to stop")
 
-            proc, log = await asyncio.to_thread(start, "api,video,control", "service.log")
-            try:
-                await wall_phases(base, cams, proc.pid, result)
-            finally:
-                await asyncio.to_thread(stop, proc, log)
+            if not ONLY_FANOUT:
+                proc, log = await asyncio.to_thread(start, "api,video,control", "service.log")
+                try:
+                    await wall_phases(base, cams, proc.pid, result)
+                finally:
+                    await asyncio.to_thread(stop, proc, log)
         finally:
             srv.stop()
         # The fan-out on an api-only process (as a city deploys it: video workers apart), with
@@ -621,7 +648,8 @@ async def main() -> dict[str, Any]:
         proc, log = await asyncio.to_thread(start, "api", "service-api.log")
         try:
             fan_s = 2.0 if QUICK else 10.0
-            result["fanout"] = await fanout(base, proc.pid, rounds=1 if QUICK else 3, seconds=fan_s)
+            rounds = int(os.environ.get("BENCH_FANOUT_ROUNDS", "1" if QUICK else "3"))
+            result["fanout"] = await fanout(base, proc.pid, rounds=rounds, seconds=fan_s)
             print("fanout", json.dumps({k: v for k, v in result["fanout"].items() if k != "per_round"}),
                   file=sys.stderr)
         finally:
@@ -687,6 +715,9 @@ if __name__ == "__main__":
         sys.exit(0)
     t0 = time.monotonic()
     raw = asyncio.run(main())
+    if ONLY_FANOUT:
+        print(json.dumps(raw["fanout"], indent=2))
+        sys.exit(0)
     out = report(raw, time.monotonic() - t0)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
