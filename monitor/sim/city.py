@@ -143,6 +143,7 @@ class CitySim:
         self.http: aiohttp.ClientSession | None = None
         self.mqtt_pub: Any = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.plants: dict[tuple[str, str], asyncio.Queue[str]] = {}
         self.started_at: datetime | None = None
         self.stats = {"scans_posted": 0, "scans_accepted": 0, "readings": 0, "fills": 0}
 
@@ -284,18 +285,25 @@ class CitySim:
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
 
-    async def stop(self) -> None:
+    async def stop_actors(self) -> None:
+        """Stop the scales, apps, guns and the schedule (the cameras keep streaming)."""
         for t in list(self.tasks):
             t.cancel()
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=10)
         if self.fleet is not None:
             await self.fleet.stop()
+            self.fleet = None
         if self.mqtt_pub is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.mqtt_pub.__aexit__(None, None, None), 5)
+            self.mqtt_pub = None
         if self.http is not None:
             await self.http.close()
+            self.http = None
+
+    async def stop(self) -> None:
+        await self.stop_actors()
         for srv in self.servers:
             await srv.stop()
         self.servers.clear()
@@ -308,8 +316,8 @@ class CitySim:
         status, reply = await app.post(scans)
         self.stats["scans_posted"] += len(scans)
         if 200 <= status < 300:
-            results = reply.get("results", [reply]) if isinstance(reply, dict) else []
-            self.stats["scans_accepted"] += sum(1 for r in results if r.get("stored", True))
+            results = reply.get("scans", [reply]) if isinstance(reply, dict) else []
+            self.stats["scans_accepted"] += sum(1 for r in results if r.get("stored") and not r.get("duplicate"))
         else:
             log.warning("scan upload for %s refused: %s %s", site, status, reply)
         return reply
@@ -339,19 +347,43 @@ class CitySim:
             await self._post(site.id, [scan(code, site.id, "postfill_check")])
 
     async def _station_scale(self, site: SiteConfig, scale: str, gun: str) -> None:
+        """One scale's life: idle heartbeats, then a fill, again and again. A planted
+        violation queued for this scale replaces the next normal fill (one fill at a time)."""
         lo, hi = self.schedule.fill_gap_s
-        await asyncio.sleep(self.rng.uniform(0, hi))
+        queue = self.plants.setdefault((site.id, scale), asyncio.Queue())
         sim = ScaleSim(self.cfg.mqtt.prefix, site.id, scale, self._publish)
+        first = True
         while True:
             stop = asyncio.Event()
             beat = asyncio.create_task(sim.heartbeat(5.0, stop))
-            await asyncio.sleep(self.rng.uniform(lo, hi))
+            gap = self.rng.uniform(0, hi) if first else self.rng.uniform(lo, hi)
+            first = False
+            with contextlib.suppress(TimeoutError):
+                what = await asyncio.wait_for(queue.get(), gap)
+                stop.set()
+                await beat
+                await self._planted_fill(what, site, scale, gun)
+                continue
             stop.set()
             await beat
             if not self.valid.get(site.id):
                 continue
             code, nominal, tare = self.rng.choice(self.valid[site.id])
             await self._fill(site, scale, gun, code=code, nominal=nominal, tare=tare)
+
+    async def _planted_fill(self, what: str, site: SiteConfig, scale: str, gun: str) -> None:
+        code, nominal, tare = self.rng.choice(self.valid[site.id])
+        now = datetime.now(UTC)
+        if what == "black":
+            black = f"BLK{self.rng.randrange(10**8):08d}"
+            self.ledger.append(Planted("invalid_cylinder", site.id, gun, now, black, {"reason": "unregistered"}))
+            await self._fill(site, scale, gun, code=black, nominal=15.0, tare=16.0)
+        elif what == "unscanned":
+            self.ledger.append(Planted("fill_without_scan", site.id, scale, now, code))
+            await self._fill(site, scale, gun, code=code, nominal=nominal, tare=tare, scanned=False, bypass=True)
+        else:
+            self.ledger.append(Planted("overfill", site.id, scale, now, code))
+            await self._fill(site, scale, gun, code=code, nominal=nominal, tare=tare, overfill_kg=1.5)
 
     async def _outlet(self, site: SiteConfig) -> None:
         """Receive full cylinders (enough to cover what the camera shows) and deliver some."""
@@ -383,34 +415,25 @@ class CitySim:
         return s, sc.id, sc.gun
 
     async def _planted(self) -> None:
+        """Queue the planted violations on the scales, on the schedule."""
         sch = self.schedule
         events = sorted([
             (sch.black_cylinder_at_s, "black"), (sch.unscanned_fill_at_s, "unscanned"), (sch.overfill_at_s, "overfill"),
         ])
         rnd = 0
+        n = 0
         t0 = time.monotonic()
         while True:
             for at, what in events:
                 wait = rnd * sch.repeat_every_s + at - (time.monotonic() - t0)
                 if wait > 0:
                     await asyncio.sleep(wait)
-                pick = self._station(rnd * 3 + len(self.ledger))
+                pick = self._station(n)
+                n += 1
                 if pick is None:
                     return
-                site, scale, gun = pick
-                code, nominal, tare = self.rng.choice(self.valid[site.id])
-                now = datetime.now(UTC)
-                if what == "black":
-                    black = f"BLK{self.rng.randrange(10**8):08d}"
-                    self.ledger.append(Planted("invalid_cylinder", site.id, gun, now, black, {"reason": "unregistered"}))
-                    await self._fill(site, scale, gun, code=black, nominal=15.0, tare=16.0)
-                elif what == "unscanned":
-                    self.ledger.append(Planted("fill_without_scan", site.id, scale, now, code))
-                    await self._fill(site, scale, gun, code=code, nominal=nominal, tare=tare, scanned=False,
-                                     bypass=True)
-                else:
-                    self.ledger.append(Planted("overfill", site.id, scale, now, code))
-                    await self._fill(site, scale, gun, code=code, nominal=nominal, tare=tare, overfill_kg=1.5)
+                site, scale, _ = pick
+                self.plants.setdefault((site.id, scale), asyncio.Queue()).put_nowait(what)
             if sch.repeat_every_s <= 0:
                 return
             rnd += 1
@@ -431,30 +454,36 @@ class CitySim:
 
     # ------------------------------------------------------------------ ground truth
 
-    def video_truth(self, since: datetime, until: datetime) -> list[Planted]:
-        """Planted video violations, mapping each camera's clip time to wall time at its start.
+    def video_truth(self, since: datetime, until: datetime,
+                    origins: dict[str, list[datetime]] | None = None) -> list[Planted]:
+        """Planted video violations in [since, until], in wall time.
 
-        The RTSP server starts a path's clip when its first client connects (the service,
-        right after ``start``); the clip then loops."""
+        A path's clip starts when its first client connects and then loops; ``origins``
+        gives, per camera, the times the service's connection came up (each restarts the
+        clip when the server was restarted), by default ``started_at``."""
         assert self.started_at is not None
         out: list[Planted] = []
         for cam_id, truth in self.scene_truth.items():
             site, _ = self.cfg.camera(cam_id)
             length = float(truth.get("spec", {}).get("seconds", self.schedule.clip_seconds))
             ev = truth.get("events", {})
-            loops = int((until - self.started_at).total_seconds() // length) + 1
-            for k in range(loops):
-                base = self.started_at.timestamp() + k * length
-                for p in ev.get("people", []):
-                    if p.get("violation") and p.get("filling_s") is not None:
-                        at = datetime.fromtimestamp(base + float(p["filling_s"]), UTC)
-                        if since <= at <= until:
-                            out.append(Planted("antistatic_skipped", site.id, cam_id, at, str(p.get("track"))))
-                for a, b in ev.get("over_capacity", []):
-                    at = datetime.fromtimestamp(base + float(a), UTC)
-                    if since <= at <= until:
-                        out.append(Planted("storage_over_capacity", site.id, cam_id, at,
-                                           details={"until": base + float(b)}))
+            starts = sorted((origins or {}).get(cam_id) or [self.started_at])
+            for n, origin in enumerate(starts):
+                stop = min(until, starts[n + 1]) if n + 1 < len(starts) else until
+                loops = int((stop - origin).total_seconds() // length) + 1
+                for k in range(loops):
+                    base = origin.timestamp() + k * length
+                    for p in ev.get("people", []):
+                        if p.get("violation") and p.get("filling_s") is not None:
+                            at = datetime.fromtimestamp(base + float(p["filling_s"]), UTC)
+                            if since <= at <= stop:
+                                out.append(Planted("antistatic_skipped", site.id, cam_id, at, str(p.get("track"))))
+                    for a, b in ev.get("over_capacity", []):
+                        at = datetime.fromtimestamp(base + float(a), UTC)
+                        if since <= at <= stop:
+                            out.append(Planted("storage_over_capacity", site.id, cam_id, at,
+                                               details={"until": datetime.fromtimestamp(base + float(b), UTC)
+                                                        .isoformat()}))
         return out
 
 
