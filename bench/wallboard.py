@@ -663,7 +663,8 @@ def report(r: dict[str, Any], elapsed: float) -> dict[str, Any]:
     fan = r["fanout"]
 
     def ratio(a: float, b: float) -> float | None:
-        return round(a / b, 2) if b else None
+        """None where either figure is at or below zero: inside the idle floor's noise."""
+        return round(a / b, 2) if a > 0 and b > 0 else None
 
     return {
         "area": "wallboard",
