@@ -53,7 +53,7 @@ class DetectorConfig(Strict):
         default_factory=lambda: _class_map({"person": [0], "cylinder": [1]}),
         description="model class ids mapped to our classes",
     )
-    imgsz: int = Field(320, ge=32, le=1920)
+    imgsz: int = Field(640, ge=32, le=1920, description="model input size; lpg-sim serves 640x360 frames at 640")
     backend: Literal["torch", "onnx", "openvino"] = "openvino"
     confidence: float = Field(0.35, gt=0.0, lt=1.0)
     batch: int = Field(8, ge=1, le=64, description="frames from many cameras per inference call")

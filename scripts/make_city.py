@@ -70,7 +70,7 @@ def main() -> None:
         "database": {"url": "postgresql://postgres@127.0.0.1:5432/monitor"},
         "mqtt": {"url": "mqtt://127.0.0.1:1883", "prefix": "lpg"},
         "detector": {"weights": "models/lpg-sim/best.pt", "classes": {"person": [0], "cylinder": [1]},
-                     "imgsz": 320, "backend": "openvino", "confidence": 0.35},
+                     "imgsz": 640, "backend": "openvino", "confidence": 0.35},
         "sites": sites,
     }
     out = Path(__file__).resolve().parent.parent / "config" / "haikou.yaml"

@@ -53,10 +53,15 @@ FRAMES = Counter("monitor_detector_frames_total", "frames run through the model"
 
 
 def yolo_env(root: Path | None = None) -> None:
-    """Offline ultralytics: no downloads, no installs, its config dir under var/."""
+    """Offline ultralytics: no downloads, no installs, its config dir under var/, and quiet.
+
+    ultralytics logs to standard output, which ``monitor analyze --json`` owns; its
+    messages go through the ``ultralytics`` logger at WARNING and above only."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "0")
     os.environ.setdefault("YOLO_CONFIG_DIR", str((root or Path.cwd()) / "var" / "yolo"))
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    logging.getLogger("ultralytics").setLevel(logging.WARNING)
 
 
 def file_digest(path: Path) -> str:
@@ -80,6 +85,7 @@ def resolve_weights(
     weights: str | Path, backend: str, imgsz: int, *, batch: int = 8, export_dir: str | Path | None = None
 ) -> Path:
     """The path to load for ``backend``; exports ``.pt`` weights once and caches the export."""
+    yolo_env()
     w = Path(weights)
     if not w.exists():
         raise ModelError(f"detector.weights: {w} does not exist")
