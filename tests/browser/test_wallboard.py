@@ -235,6 +235,8 @@ class ClipSource:
     real evidence gatherer asks it for the snapshot and the clip."""
 
     async def snapshot(self, camera: str) -> tuple[datetime, bytes] | None:
+        if camera != f"{STATION}-entry":  # only the camera of this test's finding has pictures
+            return None
         import cv2
         import numpy as np
 
@@ -245,6 +247,8 @@ class ClipSource:
         return datetime.now(UTC), jpeg.tobytes()
 
     async def clip(self, camera: str, start: datetime, end: datetime, dest: Path) -> Path | None:
+        if camera != f"{STATION}-entry":
+            return None
         await asyncio.to_thread(_write_clip, dest, (end - start).total_seconds())
         return dest
 
