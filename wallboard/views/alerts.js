@@ -61,7 +61,8 @@ export function mount(el, { store, missing, query, navigate }) {
     const guide = load.guideline?.alarms_per_10min_per_operator;
     const p50s = (load.operators || []).flatMap((o) => (o.hours || []).map((x) => x.ack_s?.p50)).filter(Number.isFinite);
     const ack = p50s.length ? fmtDuration(p50s.sort((a, b) => a - b)[Math.floor(p50s.length / 2)]) : "—";
-    replace(el, t("alerts.stats", { raised: last.raised ?? 0, rate: last.alarms_per_10min_per_operator ?? 0, guide: guide ?? "—", ack }));
+    replace(el, t("alerts.stats", { raised: last.raised ?? 0, rate: Number(last.alarms_per_10min_per_operator || 0).toFixed(1),
+      guide: guide ?? "—", ack }));
     el.classList.toggle("over", Boolean(last.over_guideline));
   }
 
