@@ -55,9 +55,12 @@ def area_setups() -> list[AreaSetup]:
     from monitor.video import setup as video_setup  # cameras, ring and clips, snapshots, live relay
 
     setups.append(video_setup)
-    from monitor.detectors import setup as detectors_setup  # model runner, tracking, anti-static and storage rules
+    from monitor.detectors import setup as detectors_setup  # detector, tracking, anti-static, storage
 
     setups.append(detectors_setup)
+    from monitor.web import overview  # the wallboard's sites, counts and charts
+
+    setups.append(overview.setup)
     return setups
 
 

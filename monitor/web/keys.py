@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from monitor.video.service import VideoService
     from monitor.web.auth import LoginThrottle
     from monitor.web.hub import Hub
+    from monitor.web.overview import Overview
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 DB: web.AppKey[Database] = web.AppKey("db")
@@ -34,6 +35,8 @@ CONTROL: web.AppKey[ControlService] = web.AppKey("control")
 INTERLOCK: web.AppKey[Authorizer] = web.AppKey("interlock")
 # Video (monitor/video): the cameras of this process; frames, snapshots, clips.
 VIDEO: web.AppKey[VideoService] = web.AppKey("video")
+# The wallboard's server side (monitor/web/overview.py): sites, counts, charts.
+OVERVIEW: web.AppKey[Overview] = web.AppKey("overview")
 # Alerts and incidents (monitor/alerts): the engine, evidence and the API's service.
 ALERTS: web.AppKey[AlertsService] = web.AppKey("alerts")
 
