@@ -108,7 +108,8 @@ def build_app(cfg: Config, *, roles: frozenset[str] = ALL_ROLES, client_id: str 
     app[TASKS] = TaskGroup()
     app[HUB] = Hub()
     app[THROTTLE] = LoginThrottle()
-    app[BUS] = MqttBus(cfg.mqtt, client_id=f"{client_id}-{'-'.join(sorted(roles))}")
+    # One persistent session per role set: mqtt.client_id (default "monitor-centre") plus the roles.
+    app[BUS] = MqttBus(cfg.mqtt, client_id=f"{cfg.mqtt.client_id or client_id}-{'-'.join(sorted(roles))}")
     app[DB_READY] = asyncio.Event()
     app[SERVICES] = {}
     app[FINDINGS] = FindingBus()

@@ -64,7 +64,7 @@ class MqttBus:
     def __init__(self, cfg: MqttConfig, *, client_id: str | None = None, persistent: bool = True) -> None:
         self.cfg = cfg
         self.host, self.port, self.tls = parse_mqtt_url(cfg.url)
-        self.client_id = cfg.client_id or client_id
+        self.client_id = client_id or cfg.client_id
         self.persistent = persistent and self.client_id is not None
         self.state = BrokerState()
         self._subs: list[tuple[str, int, Handler]] = []

@@ -67,7 +67,8 @@ def city_config(db_url: str, mqtt: str, **overrides: Any) -> Config:
     prefix = f"t{uuid.uuid4().hex[:8]}"
     upd: dict[str, Any] = {
         "database": cfg.database.model_copy(update={"url": db_url}),
-        "mqtt": cfg.mqtt.model_copy(update={"url": mqtt, "prefix": prefix}),
+        # its own client id: services of concurrent test runs on one broker never kick each other off
+        "mqtt": cfg.mqtt.model_copy(update={"url": mqtt, "prefix": prefix, "client_id": f"monitor-{prefix}"}),
         "server": cfg.server.model_copy(update={"port": free_port()}),
     }
     upd.update(overrides)

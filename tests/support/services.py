@@ -101,6 +101,7 @@ def private_mosquitto(port: int | None = None) -> Iterator[tuple[str, subprocess
         raise RuntimeError("mosquitto not installed (apt-get install mosquitto)")
     port = port or free_port()
     tmp = tempfile.mkdtemp(prefix="monitor-mqtt-")
+    os.chmod(tmp, 0o777)  # Mosquitto started as root drops to its own user: it must write here
     conf = Path(tmp) / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
