@@ -3,6 +3,7 @@ are hypertables with their policies, and the operators' load query agrees with p
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,14 +19,26 @@ pytestmark = pytest.mark.timescale
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 
 
+async def connect(url: str, tries: int = 5) -> psycopg.AsyncConnection[dict[str, Any]]:
+    """Connect, retrying a refused connection a few times (bounded): the WebAssembly server takes
+    one connection at a time and may still be closing the previous one."""
+    for i in range(tries):
+        try:
+            return await psycopg.AsyncConnection.connect(url, row_factory=dict_row, prepare_threshold=None,
+                                                         autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError:
+            if i == tries - 1:
+                raise
+            await asyncio.sleep(0.5 * (i + 1))
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="module")
 def both(timescale_url: str, pg_server: str) -> Iterator[tuple[str, str]]:
-    import asyncio
-
     from tests.support.services import fresh_database
 
     async def mig(url: str) -> None:
-        conn = await psycopg.AsyncConnection.connect(url, row_factory=dict_row, prepare_threshold=None)
+        conn = await connect(url)
         async with conn:
             await migrate(conn)
 
@@ -57,8 +70,7 @@ async def test_operator_load_agrees_on_both_paths(both: tuple[str, str]) -> None
                      "overfill", "critical", False, 20.0 + i))
     out = []
     for url in both:
-        conn = await psycopg.AsyncConnection.connect(url, row_factory=dict_row, prepare_threshold=None,
-                                                     autocommit=True)
+        conn = await connect(url)
         async with conn:
             await conn.execute("DELETE FROM alert_actions WHERE site = 'st-a'")
             cols = list(zip(*rows, strict=True))  # one statement (no COPY: the WebAssembly server does not take it)
