@@ -89,21 +89,29 @@ async def _run_script(conn: psycopg.AsyncConnection[Any], label: str, text: str)
         raise RuntimeError(f"migration {label} failed: {e}") from e
 
 
+async def _exists(conn: psycopg.AsyncConnection[Any], sql: str) -> bool:
+    cur = await conn.execute(sql)
+    return await cur.fetchone() is not None
+
+
 async def migrate(conn: psycopg.AsyncConnection[Any], *, want_timescale: bool | None = None) -> list[str]:
     """Apply pending migrations on ``conn`` (autocommit is managed here). Returns the applied labels."""
     await conn.set_autocommit(True)
     has_ts = await detect_timescale(conn) if want_timescale is None else want_timescale
-    if has_ts:
-        await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     path = "timescale" if has_ts else "plain"
-    await conn.execute(
-        """CREATE TABLE IF NOT EXISTS schema_migrations (
-               version integer PRIMARY KEY,
-               name text NOT NULL,
-               path text NOT NULL,
-               checksum text NOT NULL,
-               applied_at timestamptz NOT NULL DEFAULT now())"""
-    )
+    # The service may run as a role that owns nothing (docker/db/init-roles.sh): when the
+    # schema is current there must be nothing here that needs CREATE or ownership.
+    if has_ts and not await _exists(conn, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"):
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    if not await _exists(conn, "SELECT 1 WHERE to_regclass('schema_migrations') IS NOT NULL"):
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   path text NOT NULL,
+                   checksum text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
     await conn.execute(f"SELECT pg_advisory_lock({LOCK_KEY})")
     applied: list[str] = []
     try:

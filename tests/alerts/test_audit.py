@@ -58,9 +58,6 @@ async def test_the_service_role_cannot_change_the_audit_trail(service_role: str,
     assert [r["reason"] for r in await rows(alerts_db, "SELECT reason FROM audit")] == ["appending works"]
 
 
-@pytest.mark.xfail(strict=True, raises=psycopg.errors.InsufficientPrivilege, reason=(
-    "monitor/store/migrate.py runs CREATE TABLE IF NOT EXISTS schema_migrations at every start, which needs "
-    "CREATE on schema public even when nothing is pending; reported to the lead (issue 6 note)"))
 async def test_the_service_runs_as_its_own_role(service_role: str, alerts_db: str, mqtt_url: str,
                                                 tmp_path: Path) -> None:
     """Migrated by the owner, the service runs as a member of monitor_service: alerts are raised,
