@@ -48,6 +48,7 @@ from monitor.sim.scenes import SceneSpec, write_clip
 
 log = logging.getLogger(__name__)
 SERVER = Path(__file__).with_name("rtsp_server.py")
+ENCODING = "|x264 one slice"  # part of a rendered clip's cache key
 
 
 @dataclass
@@ -220,13 +221,13 @@ class CitySim:
             folder.mkdir(parents=True, exist_ok=True)
             out = outs[cam.id] = folder / f"{cam.id}.h264"
             stamp = out.with_suffix(".spec")
-            if not out.exists() or not stamp.exists() or stamp.read_text() != repr(spec):
+            if not out.exists() or not stamp.exists() or stamp.read_text() != repr(spec) + ENCODING:
                 todo.append((spec, out))
         if todo:
             log.info("rendering %d camera scene(s) of %.0f s", len(todo), sch.clip_seconds)
             with ProcessPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
                 for (spec, out), _ in zip(todo, pool.map(write_clip, *zip(*todo, strict=True)), strict=True):
-                    out.with_suffix(".spec").write_text(repr(spec))
+                    out.with_suffix(".spec").write_text(repr(spec) + ENCODING)
         for cam_id, out in outs.items():
             self.scene_truth[cam_id] = json.loads(out.with_suffix(".truth.json").read_text())
 
@@ -455,21 +456,22 @@ class CitySim:
     # ------------------------------------------------------------------ ground truth
 
     def video_truth(self, since: datetime, until: datetime,
-                    origins: dict[str, list[datetime]] | None = None) -> list[Planted]:
+                    origins: dict[str, list[tuple[datetime, datetime | None]]] | None = None) -> list[Planted]:
         """Planted video violations in [since, until], in wall time.
 
         A path's clip starts when its first client connects and then loops; ``origins``
-        gives, per camera, the times the service's connection came up (each restarts the
-        clip when the server was restarted), by default ``started_at``."""
+        gives, per camera, the spans the service's connection was up (start, end or None):
+        each restarts the clip (the server was restarted) and nothing is planted while the
+        camera was down. By default one span from ``started_at``."""
         assert self.started_at is not None
         out: list[Planted] = []
         for cam_id, truth in self.scene_truth.items():
             site, _ = self.cfg.camera(cam_id)
             length = float(truth.get("spec", {}).get("seconds", self.schedule.clip_seconds))
             ev = truth.get("events", {})
-            starts = sorted((origins or {}).get(cam_id) or [self.started_at])
-            for n, origin in enumerate(starts):
-                stop = min(until, starts[n + 1]) if n + 1 < len(starts) else until
+            spans = sorted((origins or {}).get(cam_id) or [(self.started_at, None)])
+            for origin, end in spans:
+                stop = until if end is None else min(until, end)
                 loops = int((stop - origin).total_seconds() // length) + 1
                 for k in range(loops):
                     base = origin.timestamp() + k * length

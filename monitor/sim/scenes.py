@@ -878,7 +878,9 @@ class Scene:
 
 
 def encoder_options(fps: float) -> dict[str, str]:
-    """libx264 options: no B-frames, a keyframe every second, SPS/PPS before each keyframe."""
+    """libx264 options: no B-frames, a keyframe every second, SPS/PPS before each keyframe,
+    one slice per picture (served over GStreamer's RTSP server, pictures of several slices
+    lost their first slice: a green band on every frame at 640x360)."""
     g = max(1, round(fps))
     return {
         "tune": "zerolatency",
@@ -887,7 +889,7 @@ def encoder_options(fps: float) -> dict[str, str]:
         "g": str(g),
         "keyint_min": str(g),
         "sc_threshold": "0",
-        "x264-params": f"keyint={g}:min-keyint={g}:scenecut=0:repeat-headers=1:bframes=0",
+        "x264-params": f"keyint={g}:min-keyint={g}:scenecut=0:repeat-headers=1:bframes=0:sliced-threads=0:slices=1",
     }
 
 
