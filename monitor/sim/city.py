@@ -145,6 +145,7 @@ class CitySim:
         self.mqtt_pub: Any = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.plants: dict[tuple[str, str], asyncio.Queue[str]] = {}
+        self.accepted_ids: set[str] = set()
         self.started_at: datetime | None = None
         self.stats = {"scans_posted": 0, "scans_accepted": 0, "readings": 0, "fills": 0}
 
@@ -318,12 +319,16 @@ class CitySim:
         self.stats["scans_posted"] += len(scans)
         if 200 <= status < 300:
             results = reply.get("scans", [reply]) if isinstance(reply, dict) else []
-            self.stats["scans_accepted"] += sum(1 for r in results if r.get("stored") and not r.get("duplicate"))
+            # a retried upload is answered "duplicate": what counts is each id accepted once
+            self.accepted_ids.update(str(r["id"]) for r in results if r.get("stored") and "id" in r)
+            self.stats["scans_accepted"] = len(self.accepted_ids)
         else:
             log.warning("scan upload for %s refused: %s %s", site, status, reply)
         return reply
 
     async def _publish(self, topic: str, payload: bytes) -> None:
+        if self.mqtt_pub is None:  # stopping
+            return
         await self.mqtt_pub.publish(topic, payload, qos=1)
         self.stats["readings"] += 1
 
@@ -359,14 +364,18 @@ class CitySim:
             beat = asyncio.create_task(sim.heartbeat(5.0, stop))
             gap = self.rng.uniform(0, hi) if first else self.rng.uniform(lo, hi)
             first = False
-            with contextlib.suppress(TimeoutError):
-                what = await asyncio.wait_for(queue.get(), gap)
+            what: str | None = None
+            try:
+                with contextlib.suppress(TimeoutError):
+                    what = await asyncio.wait_for(queue.get(), gap)
+            finally:
                 stop.set()
-                await beat
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
+            if what is not None:
                 await self._planted_fill(what, site, scale, gun)
                 continue
-            stop.set()
-            await beat
             if not self.valid.get(site.id):
                 continue
             code, nominal, tare = self.rng.choice(self.valid[site.id])
