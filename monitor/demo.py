@@ -112,10 +112,12 @@ async def _ensure_db(db_url: str, cfg: Config) -> None:
 FLAKY_CAMERA = "ol-xinbu-store"
 
 
-def _demo_config(cfg: Config, db_url: str, mqtt_url: str, port: int, flaky_port: int) -> Config:
+def _demo_config(cfg: Config, db_url: str, mqtt_url: str, port: int, rtsp_port: int, flaky_port: int) -> Config:
+    """The city pointed at the demo's services: its cameras on the simulated RTSP servers."""
     sites = []
     for s in cfg.sites:
-        cams = [c.model_copy(update={"url": f"rtsp://127.0.0.1:{flaky_port}/{c.id}"}) if c.id == FLAKY_CAMERA else c
+        cams = [c.model_copy(update={"url": f"rtsp://127.0.0.1:{flaky_port if c.id == FLAKY_CAMERA else rtsp_port}/{c.id}",
+                                     "detect_url": None})
                 for c in s.cameras]
         sites.append(s.model_copy(update={"cameras": cams}))
     return cfg.model_copy(update={
@@ -184,7 +186,7 @@ def run_demo(args: argparse.Namespace) -> int:
             raise ServiceUnavailable("no PostgreSQL on 127.0.0.1:5432 and DATABASE_URL unset (run scripts/setup.sh services)")
         db_url = _demo_db("postgresql://postgres@127.0.0.1:5432/postgres")
     with _mosquitto() as mqtt_url:
-        cfg = _demo_config(cfg, db_url, mqtt_url, args.port, args.flaky_port)
+        cfg = _demo_config(cfg, db_url, mqtt_url, args.port, args.rtsp_port, args.flaky_port)
         asyncio.run(_run(cfg, db_url, args))
     return 0
 
