@@ -74,7 +74,7 @@ async def run(seconds: float) -> dict[str, Any]:
             await conn.commit()
         sched = Schedule(repeat_every_s=max(60.0, seconds / 3), black_cylinder_at_s=20, unscanned_fill_at_s=35,
                          overfill_at_s=50, fill_gap_s=(5.0, 15.0), fill_rate_kg_s=1.0)
-        city = CitySim(cfg, f"http://127.0.0.1:{cfg.server.port}", db, ROOT / "var" / "bench-city", schedule=sched,
+        city = CitySim(cfg, f"http://127.0.0.1:{cfg.server.port}", db, ROOT / "var" / "demo", schedule=sched,
                        registry_size=3000, rtsp_port=rtsp_port, flaky_port=flaky_port)
         await city.prepare()
         await city.start_cameras()
