@@ -7,7 +7,7 @@ export YOLO_AUTOINSTALL := 0
 export YOLO_CONFIG_DIR := $(CURDIR)/var/yolo
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup test lint typecheck pytest demo bench models clean
+.PHONY: setup test lint typecheck pytest e2e demo bench models clean
 
 setup:
 	scripts/setup.sh all
@@ -23,6 +23,10 @@ pytest: setup
 	$(VENV)/bin/pytest -p no:cacheprovider
 
 test: lint typecheck pytest
+
+# The whole simulated city against ground truth (a few minutes; not part of `make test` yet).
+e2e: setup
+	$(VENV)/bin/pytest -p no:cacheprovider -m e2e tests/test_city_e2e.py
 
 demo: setup
 	$(VENV)/bin/monitor demo
