@@ -11,8 +11,9 @@ analyze``):
   filling area with < 3 s at the post) within 2 s of the true moment: precision, recall;
 - storage: per analysed frame, the smoothed count against the true standing count (MAE),
   and per clip, the over-capacity decision (any finding raised) against the truth (an
-  over-capacity interval at least ``hold_s`` long), with ``window_s``/``hold_s`` short
-  enough for the clips (the product's defaults are 10 s / 60 s).
+  over-capacity interval at least ``hold_s`` + ``window_s``/2 long; within a second of
+  that, the clip is left out as ambiguous), with ``window_s``/``hold_s`` short enough for
+  the clips (the product's defaults are 10 s / 60 s).
 
 Speed (the same clips, decode included, CPU seconds of this process, so other load on
 the machine does not count):
@@ -163,9 +164,13 @@ def accuracy(paths: list[Path], runner: Any) -> dict[str, Any]:
                     abs_err.append(abs(smooth - true_med))
             longest = max((b - a for a, b in ev["over_capacity"]), default=0.0)
             predicted = any(f.active for f in res.findings if f.rule == "storage_over_capacity")
+            # The rule sees a median over WINDOW_S: it is over capacity about WINDOW_S/2 after
+            # the count is, and raises after HOLD_S more. Intervals within a second of that
+            # length are left out of the decision accuracy (either answer is right).
+            need = HOLD_S + WINDOW_S / 2
             decisions.append({"clip": p.name, "capacity": ev["capacity"], "longest_over_s": round(longest, 2),
-                              "truth": longest >= HOLD_S, "predicted": predicted,
-                              "ambiguous": abs(longest - HOLD_S) < 1.0})
+                              "truth": longest >= need, "predicted": predicted,
+                              "ambiguous": abs(longest - need) < 1.0})
     clear = [d for d in decisions if not d["ambiguous"]]
     return {
         "antistatic": {
@@ -312,19 +317,22 @@ def main() -> int:
         print(f"bench.detectors: {WEIGHTS} is missing; run `make models`", file=sys.stderr)
         return 2
     t_start = time.perf_counter()
-    n_st, n_ol, secs = (3, 3, 20.0) if QUICK else (40, 40, 40.0)
+    n_st, n_ol, secs = (3, 3, 20.0) if QUICK else (40, 40, 30.0)
     specs = clip_specs(n_st, n_ol, secs)
     paths = render_all(specs)
     det = DetectorConfig(weights=str(WEIGHTS), backend="openvino", imgsz=IMGSZ, export_dir=str(EXPORTS))
     runner = ModelRunner(det, threads=2)
     acc = accuracy(paths, runner)
+    print(json.dumps({"accuracy": acc}), flush=True)
     speed_clips = [p for p in paths if p.name.startswith("station")][: 2 if QUICK else 4] + \
                   [p for p in paths if p.name.startswith("outlet")][: 2 if QUICK else 4]
     opt = speed_optimised(speed_clips, runner)
+    print(json.dumps({"optimised": opt}), flush=True)
     naive = speed_naive(speed_clips, WEIGHTS, IMGSZ)
+    print(json.dumps({"naive": naive}), flush=True)
     from monitor.detectors.analyze import decode
 
-    sample = [img for _, img in zip(range(8), decode(str(paths[0]), 5.0), strict=False)]
+    sample = [img for _, (_, img) in zip(range(8), decode(str(paths[0]), 5.0), strict=False)]
     ms = backend_ms(WEIGHTS, sample, 5 if QUICK else 20)
     ratio = (opt["cameras_5fps_on_2_cores"] / naive["cameras_5fps_on_2_cores"]
              if opt["cameras_5fps_on_2_cores"] and naive["cameras_5fps_on_2_cores"] else None)

@@ -6,7 +6,9 @@ finding per person and visit, with the person's id, the raw track ids it was see
 the time it spent in each zone, the frame time to snapshot and its box.
 
 - Persons, not raw track ids: ``TrackStitcher`` folds split, flickering and re-started
-  ids into one person (re-identification within ``reid_gap_s`` / ``reid_dist``).
+  ids into one person (re-identification within ``reid_gap_s`` / ``reid_dist``). When two
+  people who stood together part and the tracker gives one of them a new id, the new
+  person shares the discharge time of the one it split from (either may be which).
 - Time is seconds between frame timestamps, never frame counts. Each observation at the
   post counts for the time until the next observation, capped at ``max_step_s`` (a gap in
   the video is not dwell).
@@ -102,7 +104,7 @@ class AntistaticRule:
         for pid, i in self.stitcher.representative_rows(pids, persons.boxes).items():
             st = self.states.get(pid)
             if st is None:
-                st = self.states[pid] = PersonState(pid, ts, ts)
+                st = self.states[pid] = self._new_state(pid, ts)
                 if first_frame and bool(in_fill[i]):
                     st.exempt = True
             st.raw_ids |= self.stitcher.persons[pid].raw_ids
@@ -110,6 +112,19 @@ class AntistaticRule:
             if f is not None:
                 out.append(f)
         return out
+
+    def _new_state(self, pid: int, ts: float) -> PersonState:
+        """A new person; one split off a person it stood with shares that one's discharge."""
+        st = PersonState(pid, ts, ts)
+        person = self.stitcher.persons.get(pid)
+        parent = self.states.get(person.split_from) if person is not None and person.split_from else None
+        if parent is not None:
+            st.first_ts = parent.first_ts
+            st.post_s = parent.post_s
+            st.post_total_s = parent.post_total_s
+            st.in_post = parent.in_post
+            st.raw_ids = set(parent.raw_ids)
+        return st
 
     def _step(
         self, st: PersonState, ts: float, at_post: bool, at_fill: bool, dets: Detections, persons: Detections, i: int

@@ -9,11 +9,19 @@ key their state on a *person* id that this stitcher keeps:
 - a new raw id whose box lies mostly inside the box of a person seen in the same frame
   is a fragment of that person;
 - a new raw id that appears within ``reid_dist`` (normalised, feet to feet) of where a
-  person vanished less than ``reid_gap_s`` ago, or of where that person was walking to
-  (its last velocity carried on), inherits that person (the nearest one);
+  person vanished less than ``reid_gap_s`` ago (plus how far one walks in the gap, at
+  ``walk_speed``), or of where that person was walking to (its last velocity carried on),
+  inherits that person (the nearest one). People enter a view at its edges: a track born
+  inside the picture is someone the tracker lost, and may reach ``interior_reach`` times
+  further;
+- otherwise it is a new person; when it is born inside the picture overlapping (or within
+  ``reid_dist`` of) a person seen in the same frame (two people who stood together part, and the tracker kept one id
+  on the spot), it is marked ``split_from`` that person, whose history it may share;
 - otherwise it is a new person.
 
-Persons absent from a frame and unseen for longer than ``reid_gap_s`` end; ``update`` reports them so the
+Persons absent from a frame and unseen for longer than ``reid_gap_s`` end (those that
+vanished inside the picture, hidden rather than gone, are kept ``hidden_keep_s`` for tracks
+born inside the picture); ``update`` reports them so the
 callers prune their own per-person state. Time is in seconds from the frame timestamps.
 """
 
@@ -34,6 +42,7 @@ class Person:
     box: tuple[float, float, float, float]
     raw_ids: set[int] = field(default_factory=set)
     velocity: tuple[float, float] = (0.0, 0.0)  # feet, normalised per second (smoothed)
+    split_from: int | None = None  # born inside the box of this person, in the same frame
 
     def predicted(self, ts: float, horizon_s: float) -> tuple[float, float]:
         """Where the feet would be at ``ts`` walking on as before (at most ``horizon_s`` ahead)."""
@@ -43,10 +52,17 @@ class Person:
 
 class TrackStitcher:
     def __init__(
-        self, reid_gap_s: float, reid_dist: float, *, contain: float = 0.85, max_fragment: float = 0.6
+        self, reid_gap_s: float, reid_dist: float, *, contain: float = 0.85, max_fragment: float = 0.6,
+        walk_speed: float = 0.15, border: float = 0.03, interior_reach: float = 2.5, split_iou: float = 0.2,
+        hidden_keep_s: float = 6.0,
     ) -> None:
         self.reid_gap_s = reid_gap_s
         self.reid_dist = reid_dist
+        self.walk_speed = walk_speed  # normalised per second: how far someone may walk while lost
+        self.border = border
+        self.interior_reach = interior_reach
+        self.split_iou = split_iou
+        self.hidden_keep_s = max(hidden_keep_s, reid_gap_s)
         self.contain = contain
         self.max_fragment = max_fragment
         self.persons: dict[int, Person] = {}
@@ -54,6 +70,7 @@ class TrackStitcher:
         self._next = 1
         self.reidentified = 0  # raw ids that inherited a vanished person
         self.fragments = 0  # raw ids folded into a person seen in the same frame
+        self.splits = 0  # new persons born out of a person's box (whose history they may share)
 
     def update(
         self, ts: float, raw_ids: npt.NDArray[np.int64], boxes: npt.NDArray[np.float32]
@@ -80,7 +97,11 @@ class TrackStitcher:
                 if pid is not None:
                     self.reidentified += 1
                 else:
+                    parent = self._split_from(i, boxes, pids)
                     pid = self._new_person(ts, boxes[i])
+                    if parent is not None:
+                        self.persons[pid].split_from = parent
+                        self.splits += 1
             pids[i] = pid
             present.add(pid)
             self._by_raw[int(raw_ids[i])] = pid
@@ -113,7 +134,7 @@ class TrackStitcher:
 
     # -- helpers -------------------------------------------------------------------
     def _prune(self, ts: float, present: set[int]) -> list[Person]:
-        ended = [p for p in self.persons.values() if p.pid not in present and ts - p.last_ts > self.reid_gap_s]
+        ended = [p for p in self.persons.values() if p.pid not in present and ts - p.last_ts > self._keep_s(p)]
         for p in ended:
             del self.persons[p.pid]
             for r in p.raw_ids:
@@ -139,15 +160,45 @@ class TrackStitcher:
 
     def _vanished_near(self, ts: float, box: npt.NDArray[np.float32], present: set[int]) -> int | None:
         fx, fy = _feet(box)
+        # People enter a view at its edges; a track born inside the picture is someone the
+        # tracker lost (behind another person, a pillar), so it may reach further back.
+        interior = _interior(box, self.border)
         best: tuple[float, int] | None = None
         for p in self.persons.values():
-            if p.pid in present or p.last_ts >= ts or ts - p.last_ts > self.reid_gap_s:
+            gap = ts - p.last_ts
+            if p.pid in present or gap <= 0 or gap > (self._keep_s(p) if interior else self.reid_gap_s):
                 continue
             px, py = p.predicted(ts, self.reid_gap_s)
-            # Near where it vanished, or near where it was walking to.
-            d = min(float(np.hypot(fx - p.anchor[0], fy - p.anchor[1])), float(np.hypot(fx - px, fy - py)))
-            if d <= self.reid_dist and (best is None or d < best[0]):
+            # Near where it vanished (allowing a walk since), or near where it was walking to.
+            walked = self.walk_speed * min(gap, self.reid_gap_s)
+            d = min(float(np.hypot(fx - p.anchor[0], fy - p.anchor[1])) - walked,
+                    float(np.hypot(fx - px, fy - py)))
+            reach = self.reid_dist * (self.interior_reach if interior else 1.0)
+            if d <= reach and (best is None or d < best[0]):
                 best = (d, p.pid)
+        return None if best is None else best[1]
+
+    def _keep_s(self, p: Person) -> float:
+        """How long an absent person is kept: longer when it vanished inside the picture
+        (hidden behind someone or something, not gone), only ``reid_gap_s`` at an edge."""
+        return self.hidden_keep_s if _interior(np.asarray(p.box), self.border) else self.reid_gap_s
+
+    def _split_from(self, i: int, boxes: npt.NDArray[np.float32], pids: npt.NDArray[np.int64]) -> int | None:
+        """The person whose box a track born inside the picture overlaps (two people who stood
+        together and part: the tracker keeps one id on the spot and gives the other a new one,
+        so either may be the one the history belongs to)."""
+        b = boxes[i]
+        if not _interior(b, self.border):
+            return None
+        fx, fy = _feet(b)
+        best: tuple[float, int] | None = None
+        for j in range(len(boxes)):
+            if j == i or pids[j] < 0:
+                continue
+            ox, oy = _feet(boxes[j])
+            d = float(np.hypot(fx - ox, fy - oy))
+            if (d <= self.reid_dist or _iou(b, boxes[j]) >= self.split_iou) and (best is None or d < best[0]):
+                best = (d, int(pids[j]))
         return None if best is None else best[1]
 
     def _new_person(self, ts: float, box: npt.NDArray[np.float32]) -> int:
@@ -155,6 +206,20 @@ class TrackStitcher:
         self._next += 1
         self.persons[pid] = Person(pid, ts, ts, _feet(box), _box(box))
         return pid
+
+
+def _iou(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = float(iw * ih)
+    union = float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _interior(b: npt.NDArray[np.float32], margin: float) -> bool:
+    return bool(b[0] > margin and b[2] < 1 - margin and b[1] > margin and b[3] < 1 - margin)
 
 
 def _feet(b: npt.NDArray[np.float32]) -> tuple[float, float]:

@@ -91,6 +91,28 @@ def test_robust_to_raw_track_ids(walker: Walker, expected: int) -> None:
     assert len(out) == expected
 
 
+def test_people_parting_at_the_post_keep_their_discharge() -> None:
+    """Regression: B came to the post hidden behind A; when A walked on, the tracker kept A's
+    id on the spot (now B) and gave A a new one, so A looked like someone who never discharged.
+    A track born inside the picture out of a person's box shares that person's history."""
+    a = Walker(path((0, ENTRY), (1, AT_POST), (6, AT_POST), (8, MIDWAY), (10, IN_FILL), (14, IN_FILL)),
+               ids=((0, 1), (6, 5)))
+    b = Walker(path((4, AT_POST), (9, AT_POST), (11, MIDWAY), (13, IN_FILL), (16, IN_FILL)),
+               ids=((0, 1),), hidden=((4, 6),))
+    rule, out = run([a, b])
+    assert out == []
+    assert rule.stitcher.splits == 1
+
+
+def test_hidden_for_longer_than_the_gap_inside_the_picture() -> None:
+    """Someone hidden behind a pillar for 3 s on the way to the filling area is still the
+    person who discharged (a person who vanished inside the picture is kept longer)."""
+    w = Walker(COMPLIANT, ids=((0, 1), (7.6, 4)), hidden=((5.6, 7.6),))
+    rule, out = run([w])
+    assert out == []
+    assert rule.stitcher.reidentified == 1
+
+
 def test_one_finding_per_raw_id_would_over_count() -> None:
     """The regression the stitcher exists for: the flickering skipper has 2 raw ids and 1 finding."""
     walker = Walker(SKIPPER, ids=tuple((1 + k * 0.2, 1 if k % 2 else 2) for k in range(40)))
