@@ -15,8 +15,10 @@ the time it spent in each zone, the frame time to snapshot and its box.
 - Entering the filling area counts once the feet have been inside for ``enter_s``; the
   finding's ``ts`` is the first frame inside. Leaving it for ``exit_s`` or longer ends the
   visit, and the next visit needs a fresh discharge.
-- A person already inside the filling area in the first frame the rule sees was there
-  before we watched; their history is unknown, so that visit is not judged.
+- A person already at the post or inside the filling area in the first frame the rule
+  sees was there before we watched; how long they discharged is unknown, so their first
+  visit is not judged (a camera that just (re)connected must not accuse someone whose
+  discharge it saw only the end of).
 - State of a person is pruned when the person ends (unseen for ``reid_gap_s``).
 """
 
@@ -105,8 +107,8 @@ class AntistaticRule:
             st = self.states.get(pid)
             if st is None:
                 st = self.states[pid] = self._new_state(pid, ts)
-                if first_frame and bool(in_fill[i]):
-                    st.exempt = True
+                if first_frame and (bool(in_fill[i]) or bool(in_post[i])):
+                    st.exempt = True  # at the post or inside before we watched: their dwell is unknown
             st.raw_ids |= self.stitcher.persons[pid].raw_ids
             f = self._step(st, ts, bool(in_post[i]), bool(in_fill[i]), dets, persons, i)
             if f is not None:
