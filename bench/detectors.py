@@ -317,15 +317,15 @@ def main() -> int:
         print(f"bench.detectors: {WEIGHTS} is missing; run `make models`", file=sys.stderr)
         return 2
     t_start = time.perf_counter()
-    n_st, n_ol, secs = (3, 3, 20.0) if QUICK else (40, 40, 30.0)
+    n_st, n_ol, secs = (2, 2, 16.0) if QUICK else (40, 40, 30.0)
     specs = clip_specs(n_st, n_ol, secs)
     paths = render_all(specs)
     det = DetectorConfig(weights=str(WEIGHTS), backend="openvino", imgsz=IMGSZ, export_dir=str(EXPORTS))
     runner = ModelRunner(det, threads=2)
     acc = accuracy(paths, runner)
     print(json.dumps({"accuracy": acc}), flush=True)
-    speed_clips = [p for p in paths if p.name.startswith("station")][: 2 if QUICK else 4] + \
-                  [p for p in paths if p.name.startswith("outlet")][: 2 if QUICK else 4]
+    speed_clips = [p for p in paths if p.name.startswith("station")][: 1 if QUICK else 4] + \
+                  [p for p in paths if p.name.startswith("outlet")][: 1 if QUICK else 4]
     opt = speed_optimised(speed_clips, runner)
     print(json.dumps({"optimised": opt}), flush=True)
     naive = speed_naive(speed_clips, WEIGHTS, IMGSZ)
@@ -333,7 +333,7 @@ def main() -> int:
     from monitor.detectors.analyze import decode
 
     sample = [img for _, (_, img) in zip(range(8), decode(str(paths[0]), 5.0), strict=False)]
-    ms = backend_ms(WEIGHTS, sample, 5 if QUICK else 20)
+    ms = backend_ms(WEIGHTS, sample, 3 if QUICK else 20)
     ratio = (opt["cameras_5fps_on_2_cores"] / naive["cameras_5fps_on_2_cores"]
              if opt["cameras_5fps_on_2_cores"] and naive["cameras_5fps_on_2_cores"] else None)
     result = {
