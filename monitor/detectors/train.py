@@ -21,6 +21,7 @@ Everything runs offline and is seeded; with ``--init fall`` it starts from the Y
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -206,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-install", action="store_true", help="train and report, but do not replace --out")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    with contextlib.suppress(OSError):
+        os.nice(10)  # the machine is shared: training yields to interactive work
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "0")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(ROOT / "var" / "yolo"))
