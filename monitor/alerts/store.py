@@ -304,19 +304,25 @@ async def list_alerts(
     if after is not None:
         where.append("(sev_rank, first_seen, id) < (%s, %s, %s)")
         args.extend(after)
-    sql = "SELECT * FROM alerts"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY sev_rank DESC, first_seen DESC, id DESC LIMIT %s"
-    args.append(limit + 1)
-    cur = await conn.execute(sql.encode(), args)
-    rows = await cur.fetchall()
+    rows, more = await _page(conn, "SELECT * FROM alerts", where, args,
+                             "sev_rank DESC, first_seen DESC, id DESC", limit)
     nxt = None
-    if len(rows) > limit:
-        rows = rows[:limit]
+    if more:
         last = rows[-1]
         nxt = (int(last["sev_rank"]), last["first_seen"], int(last["id"]))
     return rows, nxt
+
+
+async def _page(conn: Conn, select: str, where: list[str], args: list[Any], order: str,
+                limit: int) -> tuple[list[Any], bool]:
+    """One keyset page: ``limit`` rows and whether more follow."""
+    sql = select
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY {order} LIMIT %s"
+    cur = await conn.execute(sql.encode(), [*args, limit + 1])
+    rows = list(await cur.fetchall())
+    return rows[:limit], len(rows) > limit
 
 
 async def alert_findings(conn: Conn, alert_id: int, limit: int = 50) -> list[dict[str, Any]]:
@@ -387,17 +393,10 @@ async def list_audit(
     if after is not None:
         where.append("(ts, id) < (%s, %s)")
         args.extend(after)
-    sql = "SELECT id, ts, actor, role, action, target, reason, address, details FROM audit"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY ts DESC, id DESC LIMIT %s"
-    args.append(limit + 1)
-    cur = await conn.execute(sql.encode(), args)
-    rows = await cur.fetchall()
-    nxt = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        nxt = (rows[-1]["ts"], int(rows[-1]["id"]))
+    rows, more = await _page(
+        conn, "SELECT id, ts, actor, role, action, target, reason, address, details FROM audit", where, args,
+        "ts DESC, id DESC", limit)
+    nxt = (rows[-1]["ts"], int(rows[-1]["id"])) if more else None
     return rows, nxt
 
 
