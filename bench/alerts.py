@@ -28,10 +28,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import platform
 import random
 import resource
-import statistics
 import sys
 import time
 import uuid
@@ -44,28 +42,14 @@ import psycopg
 from aiohttp import web
 from psycopg.rows import dict_row
 
+from bench.common import machine, summary_ms
+
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 OUT = ROOT / "bench" / "results" / "alerts.json"
 PG = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 MQTT = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
 PASSWORD = "bench-password-1"
-
-
-def pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def summary_ms(xs: list[float]) -> dict[str, Any]:
-    ms = [x * 1000 for x in xs]
-    return {"n": len(ms), "p50": round(pct(ms, 0.5), 2), "p95": round(pct(ms, 0.95), 2),
-            "p99": round(pct(ms, 0.99), 2), "max": round(max(ms), 2) if ms else None,
-            "mean": round(statistics.fmean(ms), 2) if ms else None}
 
 
 MIX = [  # rule, site, source, subject pattern, weight
@@ -396,9 +380,8 @@ def run() -> int:
         "area": "alerts",
         "quick": QUICK,
         "command": ("BENCH_QUICK=1 " if QUICK else "") + ".venv/bin/python -m bench.alerts",
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "note": "2 cores shared with other engineers' work: figures are noisy",
-                    "load_average_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)]},
+        "machine": machine(note="2 cores shared with other engineers' work: figures are noisy",
+                           load_average_1m_before_after=[round(load_before[0], 2), round(load_after[0], 2)]),
         "figures": res,
         "targets": {"latency_p95_ms": 200, "findings_per_s": 1000},
         "baseline": {"raw_path_p95_ms": base["p95"], "core_only_findings_per_s": res["core_only"]["findings_per_s"]},

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -28,6 +27,8 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+
+from bench.common import machine, pct
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,10 +43,7 @@ def _rss_mb() -> float:
 
 
 def _pct(xs: list[float], q: float) -> float | None:
-    if not xs:
-        return None
-    s = sorted(xs)
-    return round(s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))], 3)
+    return round(pct(xs, q), 3) if xs else None
 
 
 async def run(seconds: float) -> dict[str, Any]:
@@ -122,8 +120,7 @@ async def run(seconds: float) -> dict[str, Any]:
         "area": "city",
         "quick": seconds < 300,
         "command": f"{'BENCH_QUICK=1 ' if seconds < 300 else ''}.venv/bin/python -m bench.city",
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_avg_at_end": list(os.getloadavg())},
+        "machine": machine(load_avg_at_end=list(os.getloadavg())),
         "setup": {"seconds": round(wall, 1), "sites": len(cfg.sites), "cameras": len(cfg.cameras()),
                   "detect_fps": 5, "scales": sum(len(s.scales) for s in cfg.sites)},
         "figures": {

@@ -30,11 +30,9 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +50,8 @@ import yaml
 from aiohttp import web
 from psycopg.rows import dict_row
 
+from bench.common import machine, summary_ms
+
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 OUT = ROOT / "bench" / "results" / "control.json"
@@ -62,23 +62,6 @@ PASSWORD = "bench-password-1"
 SITE = os.environ.get("BENCH_SITE", "st-bench")
 GUNS = [f"g{i}" for i in range(1, 13)]
 RATE = float(os.environ.get("BENCH_RATE", "500"))
-
-
-def pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def summary_ms(xs: list[float]) -> dict[str, Any]:
-    """Seconds in, milliseconds out."""
-    ms = [x * 1000 for x in xs]
-    return {"n": len(ms), "p50": round(pct(ms, 0.5), 2), "p95": round(pct(ms, 0.95), 2),
-            "p99": round(pct(ms, 0.99), 2), "max": round(max(ms), 2) if ms else None,
-            "mean": round(statistics.fmean(ms), 2) if ms else None}
 
 
 def _hostport(url: str) -> tuple[str, int]:
@@ -599,9 +582,9 @@ def run() -> int:
         "area": "control",
         "quick": QUICK,
         "command": ("BENCH_QUICK=1 " if QUICK else "") + ".venv/bin/python -m bench.control",
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-                    "note": "2 cores shared with other engineers' work (see the load average): figures are noisy"},
+        "machine": machine(
+            load_average_before_after=[round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+            note="2 cores shared with other engineers' work (see the load average): figures are noisy"),
         "figures": res,
         "aims": {"lock_round_trip_p99_ms": 250, "authorize_p99_ms": 20, "authorize_rate_per_s": 500},
         "baseline": {"mqtt_hop_p50_ms": res["baseline_mqtt_hop_ms"]["p50"],

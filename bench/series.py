@@ -35,7 +35,6 @@ import itertools
 import json
 import multiprocessing as mp
 import os
-import platform
 import random
 import statistics
 import sys
@@ -50,6 +49,8 @@ import aiohttp
 import psycopg
 from psycopg.rows import dict_row
 
+from bench import common
+
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -62,17 +63,11 @@ CONFIG = ROOT / "config" / "haikou.yaml"
 OUT = ROOT / "bench" / "results" / "series.json"
 
 
-def pct(xs: Sequence[float], p: float) -> float:
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
-    return s[k]
-
-
 def summary_ms(xs: Sequence[float]) -> dict[str, float]:
-    return {"n": len(xs), "p50_ms": round(pct(xs, 50) * 1000, 2), "p99_ms": round(pct(xs, 99) * 1000, 2),
-            "max_ms": round(max(xs) * 1000, 2) if xs else float("nan")}
+    """The shared summary under the keys series.json has always had: n, p50_ms, p99_ms, max_ms
+    (NaN where there are no samples)."""
+    s = common.summary_ms(xs)
+    return {"n": s["n"], "p50_ms": s["p50"], "p99_ms": s["p99"], "max_ms": s["max"] if xs else float("nan")}
 
 
 # --- publishers (another process) ------------------------------------------------------------
@@ -574,8 +569,7 @@ def run() -> None:
         "area": "series",
         "quick": QUICK,
         "command": ("BENCH_QUICK=1 " if QUICK else "") + ".venv/bin/python -m bench.series",
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "note": "2 cores shared with other engineers' work: figures are noisy"},
+        "machine": common.machine(note="2 cores shared with other engineers' work: figures are noisy"),
         "figures": res,
         "baseline": {"copy_rows_per_s": res["copy_baseline"]["rows_per_s"],
                      "mqtt_transport_only_msgs_per_s": res["mqtt_ingest"]["transport_only"]["msgs_per_s"],

@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from bench import common
+
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 WORK = ROOT / "var" / "bench" / "video"
@@ -59,10 +61,18 @@ HAVE_CHROMIUM = os.path.exists(CHROMIUM)
 # --------------------------------------------------------------------------- helpers
 
 
-def pct(xs: list[float], p: float) -> float | None:
-    if not xs:
-        return None
-    return float(np.percentile(np.asarray(xs), p))
+def pct(xs: list[float], q: float) -> float | None:
+    """The shared percentile (q in 0..1), None where there are no samples (as video.json has it)."""
+    return common.pct(xs, q) if xs else None
+
+
+def machine() -> dict[str, Any]:
+    """The shared description with the processor added, under the keys video.json has always had
+    (cpu_count, not cpus)."""
+    m = common.machine(processor=platform.processor() or platform.machine(),
+                       load_avg_at_start=list(os.getloadavg()))
+    m["cpu_count"] = m.pop("cpus")
+    return m
 
 
 def cpu_s() -> float:
@@ -171,7 +181,7 @@ async def _trial_ours(n: int, seconds: float, warmup: float, main_url: str, sub_
     svc.close()
     return {
         "mode": "ours", "cameras": n, "online": online, "frames": len(ages), "dropped": dropped,
-        "age_p50_s": pct(ages, 50), "age_p95_s": pct(ages, 95), "cpu_s": cpu, "wall_s": wall,
+        "age_p50_s": pct(ages, 0.5), "age_p95_s": pct(ages, 0.95), "cpu_s": cpu, "wall_s": wall,
         "packets": sum(c.packets for c in counters), "decoded": sum(c.frames_decoded for c in counters),
     }
 
@@ -231,7 +241,7 @@ def _trial_naive(n: int, seconds: float, warmup: float, url: str) -> dict[str, A
     for t in threads:
         t.join(5)
     return {"mode": "naive", "cameras": n, "online": sum(up), "frames": len(ages), "dropped": 0,
-            "age_p50_s": pct(ages, 50), "age_p95_s": pct(ages, 95), "cpu_s": cpu, "wall_s": wall}
+            "age_p50_s": pct(ages, 0.5), "age_p95_s": pct(ages, 0.95), "cpu_s": cpu, "wall_s": wall}
 
 
 def run_trial(mode: str, n: int, seconds: float, warmup: float, main_url: str, sub_url: str, core: int) -> dict[str, Any]:
@@ -477,7 +487,7 @@ async def _browser_latency(base: str, chromium: str, mode: str, push_log: Path, 
         cands = [pt for pt in pushes.get(int(n), []) if pt <= t and t - pt < 2000]  # older: a misread code
         if cands:
             lat.append((t - max(cands)) / 1000)
-    return {"frames": len(shown), "matched": len(lat), "p50_s": pct(lat, 50), "p95_s": pct(lat, 95),
+    return {"frames": len(shown), "matched": len(lat), "p50_s": pct(lat, 0.5), "p95_s": pct(lat, 0.95),
             "min_s": min(lat) if lat else None}
 
 
@@ -561,9 +571,7 @@ def main() -> int:
         "area": "video",
         "command": ("BENCH_QUICK=1 " if QUICK else "") + ".venv/bin/python -m bench.video",
         "quick": QUICK,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                    "load_avg_at_start": list(os.getloadavg())},
+        "machine": machine(),
         "time": datetime.now(UTC).isoformat(),
     }
     log("clip export")

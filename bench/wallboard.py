@@ -33,7 +33,6 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import platform
 import secrets
 import signal
 import socket
@@ -44,6 +43,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from bench.common import machine, summary_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -76,19 +77,9 @@ EVENT_BYTES = len(json.dumps({"topic": "counts", "type": "bench", "seq": 1000, "
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
 def ms(xs: list[float]) -> dict[str, Any]:
-    v = [x * 1000 for x in xs]
-    return {"n": len(v), "p50": round(pct(v, 0.5), 2), "p95": round(pct(v, 0.95), 2), "p99": round(pct(v, 0.99), 2),
-            "max": round(max(v), 2) if v else None}
+    """Seconds in, milliseconds out: the shared summary less its mean (wallboard.json has none)."""
+    return {k: v for k, v in summary_ms(xs).items() if k != "mean"}
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -670,9 +661,9 @@ def report(r: dict[str, Any], elapsed: float) -> dict[str, Any]:
         "area": "wallboard",
         "quick": QUICK,
         "command": ("BENCH_QUICK=1 " if QUICK else "") + ".venv/bin/python -m bench.wallboard",
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_avg_at_end": os.getloadavg(),
-                    "note": "shared machine: other work ran at the same time; read CPU shares against the idle floor"},
+        "machine": machine(
+            load_avg_at_end=os.getloadavg(),
+            note="shared machine: other work ran at the same time; read CPU shares against the idle floor"),
         "setup": {"tiles": TILES, "phase_s": PHASE_S, "snapshot_refresh_s": REFRESH_S,
                   "camera_stream": (f"320x180 H.264 over RTSP (GStreamer); the {LIVE_VIEWERS} live cameras at 5 fps, "
                                     f"the other tiles at {WALL_FPS:g} fps; no detection rules"),
