@@ -4,11 +4,10 @@ clock, the real service on loopback with its app at hand, and logged-in staff.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,14 +24,12 @@ from monitor.alerts.engine import AlertEngine
 from monitor.alerts.service import CLOCK_SERVICE, AlertsService
 from monitor.config import Config, load_config
 from monitor.findings import Finding
-from monitor.store.audit import Actor
 from monitor.store.db import Database
-from monitor.web import auth
 from monitor.web.keys import ALERTS, FINDINGS, SERVICES
 from tests.conftest import ROOT, city_config
+from tests.support.api import Staff, logged_in, on_loopback
 from tests.support.services import with_dbname
 
-PASSWORD = "correct horse battery"
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 
 
@@ -147,60 +144,21 @@ class Running:
 async def serve(cfg: Config, *, clock: Any = None, evidence: Any = None,
                 roles: frozenset[str] = frozenset({"api", "control", "video"})) -> AsyncIterator[Running]:
     """The real service on loopback with its app at hand; ``clock`` and ``evidence`` injected."""
-    from monitor.app import build_app, wait_db_ready
+    from monitor.app import build_app
 
     app = build_app(cfg, roles=roles, client_id=f"alerts-{uuid.uuid4().hex[:6]}")
     if clock is not None:
         app[SERVICES][CLOCK_SERVICE] = clock
     if evidence is not None:
         app[SERVICES]["evidence"] = evidence
-    runner = web.AppRunner(app, shutdown_timeout=5.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", cfg.server.port)
-    await site.start()
-    try:
-        await wait_db_ready(app, 30)
-        await asyncio.wait_for(app[ALERTS].engine.ready.wait(), 30)
-        yield Running(f"http://127.0.0.1:{cfg.server.port}", app)
-    finally:
-        await asyncio.wait_for(runner.cleanup(), 20)
+    async with on_loopback(app, cfg.server.port,
+                           ready=lambda: asyncio.wait_for(app[ALERTS].engine.ready.wait(), 30)) as base:
+        yield Running(base, app)
 
 
-async def ensure_user(db_url: str, name: str, role: str) -> None:
-    async with await psycopg.AsyncConnection.connect(db_url, row_factory=dict_row) as conn:
-        with contextlib.suppress(Exception):
-            await auth.add_user(conn, Actor.system("test"), name, role, PASSWORD)
-
-
-class Staff:
-    """A logged-in person talking to the API (cookie + CSRF)."""
-
-    def __init__(self, http: aiohttp.ClientSession, base: str, csrf: str, name: str) -> None:
-        self.http, self.base, self.csrf, self.name = http, base, csrf, name
-
-    async def call(self, method: str, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
-        headers = {"X-CSRF-Token": self.csrf, **kw.pop("headers", {})}
-        r = await self.http.request(method, self.base + path, json=body, headers=headers, **kw)
-        ctype = r.headers.get("Content-Type", "")
-        return r.status, (await r.json()) if "json" in ctype else await r.read()
-
-    async def post(self, path: str, body: Any = None) -> tuple[int, Any]:
-        return await self.call("POST", path, body)
-
-    async def get(self, path: str, **kw: Any) -> tuple[int, Any]:
-        r = await self.http.get(self.base + path, **kw)
-        ctype = r.headers.get("Content-Type", "")
-        return r.status, (await r.json()) if "json" in ctype else await r.read()
-
-
-@asynccontextmanager
-async def staff(base: str, db_url: str, role: str, name: str | None = None) -> AsyncIterator[Staff]:
-    name = name or f"al-{role}"
-    await ensure_user(db_url, name, role)
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        r = await http.post(base + "/api/v1/login", json={"username": name, "password": PASSWORD})
-        assert r.status == 200, await r.text()
-        yield Staff(http, base, (await r.json())["csrf"], name)
+def staff(base: str, db_url: str, role: str, name: str | None = None) -> AbstractAsyncContextManager[Staff]:
+    """``name`` (by default ``al-<role>``) logged in with ``role``."""
+    return logged_in(base, db_url, role, name or f"al-{role}")
 
 
 async def ws_until(ws: aiohttp.ClientWebSocketResponse, pred: Any, timeout_s: float = 10.0) -> dict[str, Any]:

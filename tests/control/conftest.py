@@ -5,18 +5,16 @@ shared database never meet), staff logins, and the real service with an injected
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiohttp
 import psycopg
 import pytest
 from aiohttp import web
@@ -26,12 +24,10 @@ from monitor.config import Config, ControlConfig, MqttConfig, SiteConfig
 from monitor.control.clock import Clock, ManualClock
 from monitor.control.service import ControlService
 from monitor.sim.guns import Broker, GunController
-from monitor.store.audit import Actor
-from monitor.web import auth
 from monitor.web.keys import CONTROL, FINDINGS
+from tests.support.api import Staff, logged_in, on_loopback
 from tests.support.net import free_port, port_open, wait_for
 
-PASSWORD = "correct horse battery"
 T = TypeVar("T")
 
 
@@ -132,51 +128,17 @@ class Running:
 async def serve(cfg: Config, *, clock: Clock | None = None,
                 roles: frozenset[str] = frozenset({"api", "control"})) -> AsyncIterator[Running]:
     """The real service on loopback (api and control roles), with ``clock`` injected."""
-    from monitor.app import build_app, wait_db_ready
+    from monitor.app import build_app
 
     app = build_app(cfg, roles=roles, client_id=f"centre-{uuid.uuid4().hex[:6]}")
     app[CONTROL].clock = clock or ManualClock()
-    runner = web.AppRunner(app, shutdown_timeout=5.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", cfg.server.port)
-    await site.start()
-    try:
-        await wait_db_ready(app, 30)
-        await app[CONTROL].wait_ready(30)
-        yield Running(f"http://127.0.0.1:{cfg.server.port}", app)
-    finally:
-        await asyncio.wait_for(runner.cleanup(), 20)
+    async with on_loopback(app, cfg.server.port, ready=lambda: app[CONTROL].wait_ready(30)) as base:
+        yield Running(base, app)
 
 
-async def ensure_user(db_url: str, name: str, role: str) -> None:
-    async with await psycopg.AsyncConnection.connect(db_url, row_factory=dict_row) as conn:
-        with contextlib.suppress(Exception):
-            await auth.add_user(conn, Actor.system("test"), name, role, PASSWORD)
-
-
-class Staff:
-    """A logged-in person talking to the API (cookie + CSRF)."""
-
-    def __init__(self, http: aiohttp.ClientSession, base: str, csrf: str) -> None:
-        self.http, self.base, self.csrf = http, base, csrf
-
-    async def post(self, path: str, body: Any = None) -> tuple[int, Any]:
-        r = await self.http.post(self.base + path, json=body, headers={"X-CSRF-Token": self.csrf})
-        return r.status, await r.json()
-
-    async def get(self, path: str) -> tuple[int, Any]:
-        r = await self.http.get(self.base + path)
-        return r.status, await r.json()
-
-
-@asynccontextmanager
-async def staff(base: str, db_url: str, role: str) -> AsyncIterator[Staff]:
-    name = f"ctl-{role}"
-    await ensure_user(db_url, name, role)
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        r = await http.post(base + "/api/v1/login", json={"username": name, "password": PASSWORD})
-        assert r.status == 200, await r.text()
-        yield Staff(http, base, (await r.json())["csrf"])
+def staff(base: str, db_url: str, role: str) -> AbstractAsyncContextManager[Staff]:
+    """``ctl-<role>`` logged in with ``role``."""
+    return logged_in(base, db_url, role, f"ctl-{role}")
 
 
 def device(cfg: Config, site: str, gun: str, **kw: Any) -> GunController:
