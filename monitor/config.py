@@ -189,6 +189,17 @@ class MediaConfig(Strict):
     live_queue_frames: int = Field(50, ge=2, le=1000, description="per live viewer; a slow one skips to a keyframe")
     mjpeg_fps: float = Field(5.0, gt=0, le=30, description="frame rate of the MJPEG fallback")
     retention_every_s: float = Field(300.0, gt=0, description="how often the media folder is pruned")
+    # video workers on several machines (``--role video``): camera leases in PostgreSQL
+    lease_ttl_s: float = Field(8.0, ge=2, le=120, description="a worker that stops renewing loses its cameras "
+                               "after this long (then another takes them over)")
+    lease_renew_s: float = Field(2.0, gt=0, le=60, description="how often a worker renews its leases and claims")
+
+    @model_validator(mode="after")
+    def _lease_times(self) -> MediaConfig:
+        if self.lease_renew_s * 2 > self.lease_ttl_s:
+            raise ValueError(f"lease_renew_s ({self.lease_renew_s:g}) must be at most half of lease_ttl_s "
+                             f"({self.lease_ttl_s:g}): a lease must survive one missed renewal")
+        return self
 
 
 class AntistaticRuleConfig(Strict):

@@ -6,6 +6,13 @@ fair share with ``FOR UPDATE SKIP LOCKED`` (so two workers never claim the same 
 and gives back cameras above its share so a newly started worker gets some. A worker
 that dies stops renewing; its leases expire after ``ttl_s`` and the others take them.
 Nothing home-made where PostgreSQL gives the guarantee: the row lock decides who wins.
+
+Fencing: ``generation(camera)`` says, without a round trip, whether this worker may still
+report for a camera: it holds the lease, and the lease cannot have expired yet. A tick
+notes the monotonic time before its transaction began; the database's ``now()`` is that
+transaction's start, so the lease it wrote lasts at least ``ttl_s`` from the noted time.
+A worker that was paused or cut off past that (another may have taken the camera) reports
+nothing for the camera until a tick has renewed it. ``still_holds`` asks the database.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import logging
 import math
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +42,14 @@ class LeaseKeeper:
         self.ttl_s = ttl_s
         self.renew_s = renew_s
         self.held: dict[str, int] = {}
+        self.valid_until = -math.inf  # monotonic: every lease in ``held`` lasts at least until then
+
+    def generation(self, camera: str) -> int | None:
+        """The generation of our lease on ``camera`` if it is certainly still ours, else None."""
+        gen = self.held.get(camera)
+        if gen is None or time.monotonic() >= self.valid_until:
+            return None
+        return gen
 
     async def register(self, conn: psycopg.AsyncConnection[Any]) -> None:
         async with conn.transaction():
@@ -50,6 +66,7 @@ class LeaseKeeper:
     async def tick(self, conn: psycopg.AsyncConnection[Any]) -> LeaseChange:
         ch = LeaseChange()
         ttl = f"{self.ttl_s} seconds"
+        began = time.monotonic()  # before the transaction (and its now()) begins
         async with conn.transaction():
             await conn.execute("UPDATE video_workers SET seen_at = now() WHERE worker = %s", (self.worker,))
             cur = await conn.execute(
@@ -98,6 +115,7 @@ class LeaseKeeper:
                 for c in extra:
                     ch.lost.add(c)
                     del self.held[c]
+        self.valid_until = began + self.ttl_s
         if ch.gained:
             log.info("worker %s claimed %s", self.worker, ", ".join(sorted(ch.gained)))
         return ch
@@ -108,7 +126,12 @@ class LeaseKeeper:
                 "UPDATE camera_leases SET worker = NULL, expires_at = '-infinity' WHERE worker = %s", (self.worker,)
             )
             await conn.execute("DELETE FROM video_workers WHERE worker = %s", (self.worker,))
+        self.drop()
+
+    def drop(self) -> None:
+        """Forget every lease (they may have expired: the database could not be reached)."""
         self.held.clear()
+        self.valid_until = -math.inf
 
     async def still_holds(self, conn: psycopg.AsyncConnection[Any], camera: str, generation: int) -> bool:
         """Fencing check before reporting for ``camera``."""
@@ -117,3 +140,14 @@ class LeaseKeeper:
             (camera, self.worker, generation),
         )
         return await cur.fetchone() is not None
+
+
+async def live_alerts_of(conn: psycopg.AsyncConnection[Any], camera: str) -> list[dict[str, Any]]:
+    """The camera's live alerts (rule, subject, state, condition_active): what a worker taking
+    the camera over continues rather than raises again."""
+    cur = await conn.execute(
+        """SELECT rule, subject, state, condition_active FROM alerts
+           WHERE source = %s AND state <> 'closed'""",
+        (camera,),
+    )
+    return list(await cur.fetchall())

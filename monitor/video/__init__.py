@@ -33,7 +33,9 @@ def setup(app: web.Application) -> None:
 
     def on_state(ch: StateChange) -> None:
         cam = svc.cameras[ch.camera]
-        if ch.state in ("offline", "online"):
+        # Only while this process may report for the camera: a camera stopped because its
+        # lease moved to another worker (or may have: a paused worker) is not offline.
+        if ch.state in ("offline", "online") and svc.lease_generation(ch.camera) is not None:
             # An offline camera is a condition alert (camera_offline) that clears when it returns.
             findings.submit_nowait(Finding(
                 rule="camera_offline", site=cam.site.id, source=ch.camera, subject=ch.camera, ts=ch.since,
@@ -63,7 +65,9 @@ def setup(app: web.Application) -> None:
             from monitor.store.leases import LeaseKeeper
 
             # roles split over processes: video workers share the cameras through leases
-            svc.start_leased(app[TASKS], app[DB], app[DB_READY], LeaseKeeper())
+            media = app[CONFIG].media
+            svc.start_leased(app[TASKS], app[DB], app[DB_READY],
+                             LeaseKeeper(ttl_s=media.lease_ttl_s, renew_s=media.lease_renew_s))
         yield
         svc.close()
 

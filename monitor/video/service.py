@@ -121,7 +121,7 @@ class VideoService:
                     if time.monotonic() - last_ok > keeper.ttl_s * 0.8:
                         for cid in list(self._running):
                             self._stop_camera(cid, "lease not renewed (database unreachable)")
-                        keeper.held.clear()
+                        keeper.drop()
                 else:
                     for cid in ch.lost:
                         self._stop_camera(cid, "lease lost to another worker")
@@ -147,6 +147,17 @@ class VideoService:
             cam.relay.close()
 
     # ------------------------------------------------------------------ detectors
+
+    def lease_generation(self, camera: str) -> int | None:
+        """May this process report for ``camera`` now? None: no (it does not run the camera,
+        or its lease may have passed to another worker); else the lease's generation, which
+        changes when the camera is claimed again (0 when one process runs every camera).
+        Answered from memory (the lease loop's last renewal), so it costs no round trip."""
+        if camera not in self._running:
+            return None
+        if not self.leased:
+            return 0
+        return None if self.keeper is None else self.keeper.generation(camera)
 
     def frames(self, camera: str) -> AsyncIterator[Frame]:
         if camera not in self.cameras:
