@@ -18,6 +18,7 @@ from aiohttp import web
 from monitor.errors import MonitorError
 
 log = logging.getLogger(__name__)
+RESUME_READ_S = 8.0  # reading a camera's live alerts when this process starts reporting for it
 
 
 def setup(app: web.Application) -> None:
@@ -33,7 +34,8 @@ def setup(app: web.Application) -> None:
 async def _ctx(app: web.Application) -> AsyncIterator[None]:
     from monitor.app import DB_READY
     from monitor.detectors.countstore import write_counts
-    from monitor.detectors.service import CountRow, DetectorService
+    from monitor.detectors.service import CountRow, DetectorService, Takeover
+    from monitor.store.leases import live_alerts_of
     from monitor.web.keys import CONFIG, DB, DETECTORS, FINDINGS, HUB, SERVICES, TASKS, VIDEO
 
     video = app.get(VIDEO)
@@ -47,8 +49,27 @@ async def _ctx(app: web.Application) -> AsyncIterator[None]:
         async with db.connection() as conn:
             await write_counts(conn, rows)
 
+    async def resume(camera: str) -> Takeover | None:
+        """What the camera's previous holder left live (its alerts in the database)."""
+        try:
+            async with asyncio.timeout(RESUME_READ_S):
+                await app[DB_READY].wait()
+                async with db.connection() as conn:
+                    rows = await live_alerts_of(conn, camera)
+        except (TimeoutError, MonitorError) as e:
+            log.warning("detectors: %s: live alerts not read (%s); analysed afresh", camera, e or "timeout")
+            return None
+        return Takeover(
+            conditions=frozenset(r["rule"] for r in rows if r["state"] in ("open", "acknowledged")
+                                 and r["condition_active"]),
+            subjects=frozenset(r["subject"] for r in rows),
+        )
+
+    # Findings and counts of a camera only while this process may report for it (its lease,
+    # when video workers share the cameras); a camera this process starts reporting for
+    # continues the live alerts its previous holder left.
     svc = DetectorService(app[CONFIG], video.feed, app[FINDINGS].submit, hub=app[HUB], write_counts=store,
-                          cameras=set(video.cameras))
+                          cameras=set(video.cameras), leases=video, resume=resume)
     app[DETECTORS] = svc
     app[SERVICES]["detectors"] = svc
     app[TASKS].supervise("detectors", svc.run)

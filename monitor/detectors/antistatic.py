@@ -18,7 +18,10 @@ the time it spent in each zone, the frame time to snapshot and its box.
 - A person already at the post or inside the filling area in the first frame the rule
   sees was there before we watched; how long they discharged is unknown, so their first
   visit is not judged (a camera that just (re)connected must not accuse someone whose
-  discharge it saw only the end of).
+  discharge it saw only the end of). So is someone first seen inside the filling area
+  within ``warmup_s`` of that first frame: they were there too, missed by the detector or
+  not yet confirmed by the tracker (a worker taking a camera over must not judge again
+  someone its previous holder judged).
 - State of a person is pruned when the person ends (unseen for ``reid_gap_s``).
 """
 
@@ -65,6 +68,7 @@ class AntistaticParams:
     enter_s: float = 0.4
     exit_s: float = 1.0
     max_step_s: float = 1.0
+    warmup_s: float = 2.0
 
 
 class AntistaticRule:
@@ -109,6 +113,8 @@ class AntistaticRule:
                 st = self.states[pid] = self._new_state(pid, ts)
                 if first_frame and (bool(in_fill[i]) or bool(in_post[i])):
                     st.exempt = True  # at the post or inside before we watched: their dwell is unknown
+                elif bool(in_fill[i]) and ts - self._t0 <= self.p.warmup_s:
+                    st.exempt = True  # inside since before we watched, seen a frame or two late
             st.raw_ids |= self.stitcher.persons[pid].raw_ids
             f = self._step(st, ts, bool(in_post[i]), bool(in_fill[i]), dets, persons, i)
             if f is not None:

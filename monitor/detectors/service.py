@@ -13,6 +13,17 @@ annotated snapshots) off the event loop. Its outputs:
   written in batches; rows wait in a bounded buffer while the database is away (the
   oldest are dropped and counted when it is full).
 
+Video workers on several machines (``LeaseView``, the video part's leases): a camera's
+frames are analysed and its results reported only while this process may report for it,
+checked from memory before the model and again before reporting (a worker that was
+paused while another took the camera over reports nothing for it). When this process
+starts reporting for a camera (its first frame here, or a lease claimed again) the
+camera's pipeline starts afresh (so people already in the filling area are not judged,
+``antistatic``) and continues what its previous holder left live (``Takeover``, read by
+``resume``): a storage condition already raised is not raised again (only its clearing is
+news), and new people are numbered after those its alerts name, so a new person's alert is
+never merged into an old one's.
+
 The service knows frames only through the small ``FrameFeed`` protocol the entry hands it.
 """
 
@@ -21,18 +32,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from prometheus_client import Counter
 
-from monitor.config import Config, DetectorConfig
+from monitor.config import CameraConfig, Config, DetectorConfig, SiteConfig
 from monitor.detectors.detections import Detections
 from monitor.detectors.pipeline import CameraPipeline, FrameResult
 from monitor.detectors.runner import InferenceWorker, ModelRunner
+from monitor.detectors.storage import StorageRule
 from monitor.errors import MonitorError
 from monitor.findings import Finding
 from monitor.video.frame import Frame
@@ -41,12 +54,43 @@ log = logging.getLogger(__name__)
 
 FINDINGS = Counter("monitor_detector_findings_total", "findings raised by the detectors", ["rule"])
 COUNT_ROWS_DROPPED = Counter("monitor_detector_count_rows_dropped_total", "count rows dropped (database away)")
+CAMERA_FRAMES = Counter("monitor_detector_camera_frames_total", "frames analysed, per camera", ["camera"])
+SKIPPED = Counter("monitor_detector_frames_skipped_total",
+                  "frames not analysed: no lease on the camera, or its previous holder's state still being read",
+                  ["why"])
+FENCED = Counter("monitor_detector_fenced_total",
+                 "results not reported: the camera's lease was lost while its frame was analysed", ["what"])
 COUNT_EVERY_S = 10.0
 FLUSH_EVERY_S = 2.0
+RESUME_WAIT_S = 10.0  # frames of a newly taken camera wait at most this long for its Takeover
+_PERSON_SUBJECT = re.compile(r"track-(\d+)")  # the anti-static rule's alert subject
 
 
 class FrameFeed(Protocol):
     async def wait(self, timeout_s: float | None = None) -> list[Frame]: ...
+
+
+class LeaseView(Protocol):
+    def lease_generation(self, camera: str) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """What a camera's previous holder (another worker, or this process before a restart)
+    left live: the condition rules raised and still active, the subjects of live alerts."""
+
+    conditions: frozenset[str] = frozenset()
+    subjects: frozenset[str] = frozenset()
+
+
+Resume = Callable[[str], Awaitable[Takeover | None]]  # None: could not be read
+
+
+@dataclass
+class _Resuming:
+    generation: int
+    task: asyncio.Task[Takeover | None]
+    began: float = field(default_factory=time.monotonic)
 
 
 class Publisher(Protocol):
@@ -71,19 +115,26 @@ class DetectorService:
         self, cfg: Config, feed: FrameFeed, submit: Callable[[Finding], Awaitable[None]], *,
         hub: Publisher | None = None, write_counts: CountWriter | None = None,
         cameras: set[str] | None = None, buffer_rows: int = 10_000,
+        leases: LeaseView | None = None, resume: Resume | None = None,
     ) -> None:
         self.cfg = cfg
         self.feed = feed
         self.submit = submit
         self.hub = hub
         self.write_counts = write_counts
+        self.leases = leases
+        self.resume = resume
         self.pipes: dict[str, CameraPipeline] = {}
+        self._cams: dict[str, tuple[SiteConfig, CameraConfig]] = {}
+        self._gen: dict[str, int] = {}  # camera -> lease generation its pipeline reports under
+        self._resuming: dict[str, _Resuming] = {}
         self.groups: dict[str, str] = {}  # camera -> detector config key
         self.configs: dict[str, DetectorConfig] = {}
         for site, cam in cfg.cameras():
             if not cam.rules or (cameras is not None and cam.id not in cameras):
                 continue
             self.pipes[cam.id] = CameraPipeline(site, cam, cfg, gate=False)
+            self._cams[cam.id] = (site, cam)
             det = cfg.detector_for(cam)
             key = det.model_dump_json()
             self.configs[key] = det
@@ -117,6 +168,9 @@ class DetectorService:
         for w in self.workers.values():
             w.stop()
         self.workers.clear()
+        for r in self._resuming.values():
+            r.task.cancel()
+        self._resuming.clear()
 
     # -- the loop --------------------------------------------------------------------
     async def run(self) -> None:
@@ -139,13 +193,20 @@ class DetectorService:
 
     async def step(self, frames: list[Frame]) -> list[tuple[str, FrameResult]]:
         """One round: the frames' detections (batched), the pipelines, then the outputs."""
+        if self.leases is not None:
+            frames = [f for f in frames if self._admit(f.camera)]
+            if not frames:
+                return []
         dets = await asyncio.gather(
             *(self.workers[self.groups[f.camera]].detect(f.camera, f.ts, f.image) for f in frames)
         )
         todo = [(f, d) for f, d in zip(frames, dets, strict=True) if d is not None]
         results = await asyncio.to_thread(self._process, todo)
+        if self.leases is not None:
+            results = [(cam, r) for cam, r in results if self._still_ours(cam, r)]
         for cam, r in results:
             self.frames += 1
+            CAMERA_FRAMES.labels(cam).inc()
             for finding in r.findings:
                 FINDINGS.labels(finding.rule).inc()
                 self.findings += 1
@@ -159,6 +220,79 @@ class DetectorService:
 
     def _process(self, todo: list[tuple[Frame, Detections]]) -> list[tuple[str, FrameResult]]:
         return [(f.camera, self.pipes[f.camera].process(f.ts, f.image, d)) for f, d in todo]
+
+    # -- leases: report only for cameras this process holds --------------------------------
+    def _admit(self, cam: str) -> bool:
+        """May this frame of ``cam`` be analysed? Starts (and then waits for) the camera's
+        takeover when this process begins reporting for it under a new lease generation."""
+        assert self.leases is not None
+        gen = self.leases.lease_generation(cam)
+        if gen is None:
+            pending = self._resuming.pop(cam, None)
+            if pending is not None:
+                pending.task.cancel()
+            SKIPPED.labels("not_leased").inc()
+            return False
+        if self._gen.get(cam) == gen:
+            return True
+        r = self._resuming.get(cam)
+        if r is None or r.generation != gen:
+            if r is not None:
+                r.task.cancel()
+            task: asyncio.Task[Takeover | None] = asyncio.ensure_future(self._read_takeover(cam))
+            self._resuming[cam] = r = _Resuming(gen, task)
+        if not r.task.done():
+            if time.monotonic() - r.began < RESUME_WAIT_S:
+                SKIPPED.labels("resuming").inc()
+                return False
+            r.task.cancel()
+            log.warning("detectors: %s: what its previous holder left was not read in %.0fs; starting afresh",
+                        cam, RESUME_WAIT_S)
+        took = r.task.result() if r.task.done() and not r.task.cancelled() else None
+        del self._resuming[cam]
+        self._start_reporting(cam, gen, took)
+        return True
+
+    async def _read_takeover(self, cam: str) -> Takeover | None:
+        if self.resume is None:
+            return Takeover()
+        try:
+            return await self.resume(cam)
+        except Exception as e:  # best effort: the camera is analysed afresh rather than not at all
+            log.warning("detectors: %s: cannot read what its previous holder left (%s: %s)", cam,
+                        type(e).__name__, e)
+            return None
+
+    def _start_reporting(self, cam: str, gen: int, took: Takeover | None) -> None:
+        if cam in self._gen or self.pipes[cam].frames:
+            # Taken again after another worker held it: what this pipeline knew is stale.
+            site, cc = self._cams[cam]
+            self.pipes[cam] = CameraPipeline(site, cc, self.cfg, gate=False)
+            self._last_count.pop(cam, None)
+        self._gen[cam] = gen
+        pipe = self.pipes[cam]
+        if took is None:
+            return
+        if pipe.storage is not None and StorageRule.rule_id in took.conditions:
+            pipe.storage.over = True  # raised by the previous holder: only its clearing is news
+        if pipe.antistatic is not None:
+            used = [int(m.group(1)) for sub in took.subjects if (m := _PERSON_SUBJECT.fullmatch(sub))]
+            if used:
+                pipe.antistatic.stitcher.number_after(max(used))
+        if took.conditions or took.subjects:
+            log.info("detectors: %s (lease %d) continues %d live alert(s) of its previous holder", cam, gen,
+                     len(took.subjects))
+
+    def _still_ours(self, cam: str, r: FrameResult) -> bool:
+        assert self.leases is not None
+        if self.leases.lease_generation(cam) == self._gen.get(cam):
+            return True
+        FENCED.labels("frame").inc()
+        if r.findings:
+            FENCED.labels("finding").inc(len(r.findings))
+            log.warning("detectors: %s: lease lost during analysis; %d finding(s) not reported", cam,
+                        len(r.findings))
+        return False
 
     # -- counts --------------------------------------------------------------------------
     def _note_count(self, cam: str, r: FrameResult) -> None:

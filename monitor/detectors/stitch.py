@@ -123,6 +123,10 @@ class TrackStitcher:
             person.anchor = feet
         return pids, ended
 
+    def number_after(self, pid: int) -> None:
+        """Number new persons after ``pid`` (a camera taken over continues its alerts' numbering)."""
+        self._next = max(self._next, pid + 1)
+
     def representative_rows(self, pids: npt.NDArray[np.int64], boxes: npt.NDArray[np.float32]) -> dict[int, int]:
         """Row of the largest box of each person in a frame."""
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) if len(boxes) else np.zeros(0)
