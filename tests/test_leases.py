@@ -69,3 +69,27 @@ async def test_concurrent_claims_never_overlap(fresh_db: str) -> None:
     finally:
         for c in conns:
             await c.close()
+
+
+async def test_a_paused_worker_is_fenced_off_without_asking(fresh_db: str) -> None:
+    """``generation()`` answers from memory: ours until the TTL from the renewal that wrote
+    the lease has passed, whatever ``held`` still says (a worker paused past it, or cut off)."""
+    await _city(fresh_db, 2)
+    a, b = LeaseKeeper("a", ttl_s=2.0, renew_s=0.5), LeaseKeeper("b", ttl_s=2.0, renew_s=0.5)
+    ca, cb = await _conn(fresh_db), await _conn(fresh_db)
+    async with ca, cb:
+        await a.register(ca)
+        await a.tick(ca)
+        gens = {c: a.generation(c) for c in ("cam-00", "cam-01")}
+        assert gens == a.held and None not in gens.values()
+        assert b.generation("cam-00") is None  # never held
+        await asyncio.sleep(2.1)  # a is "paused": no renewal for longer than the TTL
+        assert set(a.held) == {"cam-00", "cam-01"} and a.generation("cam-00") is None
+        await b.register(cb)
+        taken = await b.tick(cb)
+        assert set(taken.gained) == {"cam-00", "cam-01"}
+        assert all(b.generation(c) == g and g > gens[c] for c, g in taken.gained.items())
+        ch = await a.tick(ca)  # a wakes up: its next tick says what it lost
+        assert ch.lost == {"cam-00", "cam-01"} and a.generation("cam-00") is None
+        a.drop()
+        assert a.held == {} and a.generation("cam-01") is None
