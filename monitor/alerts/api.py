@@ -269,8 +269,21 @@ async def alert_stats(request: web.Request) -> web.Response:
 # --- silences and maintenance ------------------------------------------------------------
 
 
-def _silence_event(svc: AlertsService, change: str, row: dict[str, Any], kind: str = "silence") -> None:
+def _window(now: datetime, starts_at: datetime | None, end_at: datetime | None, end_field: str,
+            duration_s: float | None) -> tuple[datetime, datetime]:
+    """A silence's or maintenance window's start (now unless given) and end (given, or the
+    duration after the start)."""
+    start = _aware(starts_at, "starts_at") or now
+    return start, _aware(end_at, end_field) or start + timedelta(seconds=duration_s or 0)
+
+
+async def _suppression_changed(svc: AlertsService, kind: Literal["silence", "maintenance"], change: str,
+                               row: dict[str, Any], status: int = 200) -> web.Response:
+    """After a silence or maintenance window changed: the engine reads the suppressions again,
+    the change goes out on ``alerts``, and the row is the answer."""
+    await svc.engine.refresh_suppressions()
     svc.hub.publish("alerts", {"type": kind, "change": change, kind: _row_json(row)})
+    return web.json_response({kind: _row_json(row)}, status=status)
 
 
 @routes.get("/api/v1/silences")
@@ -290,14 +303,11 @@ async def add_silence(request: web.Request) -> web.Response:
     svc = _svc(request)
     _check_site(svc, body.site)
     now = svc.clock.now()
-    start = _aware(body.starts_at, "starts_at") or now
-    end = _aware(body.expires_at, "expires_at") or start + timedelta(seconds=body.duration_s or 0)
+    start, end = _window(now, body.starts_at, body.expires_at, "expires_at", body.duration_s)
     async with svc.db.connection() as conn:
         row = await silences.add_silence(conn, p.actor(client_address(request)), site=body.site, rule=body.rule,
                                          starts_at=start, expires_at=end, reason=body.reason, now=now)
-    await svc.engine.refresh_suppressions()
-    _silence_event(svc, "added", row)
-    return web.json_response({"silence": _row_json(row)}, status=201)
+    return await _suppression_changed(svc, "silence", "added", row, status=201)
 
 
 @routes.patch(r"/api/v1/silences/{id:\d+}")
@@ -312,9 +322,7 @@ async def patch_silence(request: web.Request) -> web.Response:
     async with svc.db.connection() as conn:
         row = await silences.update_silence(conn, p.actor(client_address(request)), _id(request),
                                             expires_at=end, reason=body.reason, now=now)
-    await svc.engine.refresh_suppressions()
-    _silence_event(svc, "updated", row)
-    return web.json_response({"silence": _row_json(row)})
+    return await _suppression_changed(svc, "silence", "updated", row)
 
 
 @routes.delete(r"/api/v1/silences/{id:\d+}")
@@ -325,9 +333,7 @@ async def lift_silence(request: web.Request) -> web.Response:
     async with svc.db.connection() as conn:
         row = await silences.lift_silence(conn, p.actor(client_address(request)), _id(request), body.reason,
                                           svc.clock.now())
-    await svc.engine.refresh_suppressions()
-    _silence_event(svc, "lifted", row)
-    return web.json_response({"silence": _row_json(row)})
+    return await _suppression_changed(svc, "silence", "lifted", row)
 
 
 @routes.get("/api/v1/maintenance")
@@ -348,14 +354,11 @@ async def add_maintenance(request: web.Request) -> web.Response:
     svc = _svc(request)
     _check_site(svc, body.site)
     now = svc.clock.now()
-    start = _aware(body.starts_at, "starts_at") or now
-    end = _aware(body.ends_at, "ends_at") or start + timedelta(seconds=body.duration_s or 0)
+    start, end = _window(now, body.starts_at, body.ends_at, "ends_at", body.duration_s)
     async with svc.db.connection() as conn:
         row = await silences.add_maintenance(conn, p.actor(client_address(request)), site=body.site,
                                              starts_at=start, ends_at=end, reason=body.reason, now=now)
-    await svc.engine.refresh_suppressions()
-    _silence_event(svc, "added", row, "maintenance")
-    return web.json_response({"maintenance": _row_json(row)}, status=201)
+    return await _suppression_changed(svc, "maintenance", "added", row, status=201)
 
 
 @routes.delete(r"/api/v1/maintenance/{id:\d+}")
@@ -366,9 +369,7 @@ async def end_maintenance(request: web.Request) -> web.Response:
     async with svc.db.connection() as conn:
         row = await silences.end_maintenance(conn, p.actor(client_address(request)), _id(request), body.reason,
                                              svc.clock.now())
-    await svc.engine.refresh_suppressions()
-    _silence_event(svc, "ended", row, "maintenance")
-    return web.json_response({"maintenance": _row_json(row)})
+    return await _suppression_changed(svc, "maintenance", "ended", row)
 
 
 # --- incidents ---------------------------------------------------------------------------
