@@ -7,7 +7,9 @@
   An ``.onnx`` file or an ``*_openvino_model`` folder is loaded as it is.
 - ``ModelRunner`` loads the model once and turns a batch of BGR frames from many cameras
   into one inference call, returning ``Detections`` in our classes through the class map
-  (``detector.classes``: model class ids → ``person`` / ``cylinder``).
+  (``detector.classes``: model class ids → ``person`` / ``cylinder``). An OpenVINO export
+  is served by ``OpenVinoDetector`` (the same arithmetic as ultralytics' ``predict``
+  without its per-frame Python); torch and ONNX go through ultralytics.
 - ``InferenceWorker`` runs the runner on its own thread behind a bounded queue: when the
   queue is full the oldest request is dropped (its caller gets ``None``) and counted.
   Inference time, batch size, queue depth and drops are Prometheus metrics.
@@ -38,6 +40,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from monitor.config import DetectorConfig
 from monitor.detectors.detections import CLASSES, Detections, class_lookup
+from monitor.detectors.openvino_model import OpenVinoDetector
 from monitor.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -133,7 +136,8 @@ class ModelRunner:
     """A loaded model; ``detect`` runs one batched call (synchronous; call it off the loop)."""
 
     def __init__(
-        self, cfg: DetectorConfig, *, export_dir: str | Path | None = None, threads: int | None = None
+        self, cfg: DetectorConfig, *, export_dir: str | Path | None = None, threads: int | None = None,
+        lean: bool = True,
     ) -> None:
         yolo_env()
         self.cfg = cfg
@@ -141,19 +145,25 @@ class ModelRunner:
         self.path = resolve_weights(
             cfg.weights, cfg.backend, cfg.imgsz, batch=cfg.batch, export_dir=export_dir or cfg.export_dir
         )
+        self.lean: OpenVinoDetector | None = None
+        self.model: Any = None
         if threads:
             import torch
 
             torch.set_num_threads(threads)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from ultralytics import YOLO  # type: ignore[attr-defined]
+        if lean and self.path.is_dir() and self.path.name.endswith("_openvino_model"):
+            self.lean = OpenVinoDetector(self.path, cfg.imgsz, threads=threads)
+            self.names: dict[int, str] = self.lean.names
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                from ultralytics import YOLO  # type: ignore[attr-defined]
 
-            try:
-                self.model = YOLO(str(self.path), task="detect")
-            except Exception as e:  # ultralytics raises many kinds; the product raises one
-                raise ModelError(f"detector.weights: cannot load {self.path}: {e}") from e
-        self.names: dict[int, str] = self._names()
+                try:
+                    self.model = YOLO(str(self.path), task="detect")
+                except Exception as e:  # ultralytics raises many kinds; the product raises one
+                    raise ModelError(f"detector.weights: cannot load {self.path}: {e}") from e
+            self.names = self._names()
         check_class_map(cfg.classes, self.names)
         self.calls = 0
         self.frames = 0
@@ -193,7 +203,14 @@ class ModelRunner:
         for i in range(0, len(frames), self.cfg.batch):
             chunk = frames[i : i + self.cfg.batch]
             t0 = time.perf_counter()
-            results = self.predict([f.image for f in chunk])
+            if self.lean is not None:
+                found = self.lean.predict([f.image for f in chunk], self.cfg.confidence, sorted(self.lookup))
+                dets = [Detections.from_pixels(f.camera, f.ts, xyxy, cls, conf, self.lookup,
+                                               f.image.shape[1], f.image.shape[0])
+                        for (xyxy, cls, conf), f in zip(found, chunk, strict=True)]
+            else:
+                dets = [Detections.from_ultralytics(r, f.camera, f.ts, self.lookup)
+                        for r, f in zip(self.predict([f.image for f in chunk]), chunk, strict=True)]
             dt = time.perf_counter() - t0
             self.calls += 1
             self.frames += len(chunk)
@@ -201,8 +218,7 @@ class ModelRunner:
             INFER_SECONDS.observe(dt)
             BATCH_SIZE.observe(len(chunk))
             FRAMES.inc(len(chunk))
-            out += [Detections.from_ultralytics(r, f.camera, f.ts, self.lookup) for r, f in zip(results, chunk,
-                                                                                                  strict=True)]
+            out += dets
         return out
 
 

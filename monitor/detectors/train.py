@@ -86,11 +86,13 @@ def tile_origins(width: int, height: int, tile: int) -> list[tuple[int, int]]:
 
 
 def render_split(out: Path, split: str, seeds: dict[str, int], scenes: int, per_scene: int, seconds: float,
-                 difficulty: tuple[float, float], *, tile: int | None, tiles_per_frame: int = 3) -> int:
+                 difficulty: tuple[float, float], *, tile: int | None, tiles_per_frame: int = 3,
+                 scale: float = 1.0) -> int:
     """Render ``scenes`` scenes of each kind, ``per_scene`` frames each, into out/images|labels/split.
 
-    With ``tile``, each frame gives ``tiles_per_frame`` random tiles of ``tile`` pixels at the
-    frame's own scale (the model then serves whole frames at their native size)."""
+    Frames are first resized by ``scale`` the way the served model's letterbox resizes them
+    (bilinear), so a model trained on them sees objects at the size it will serve them at.
+    With ``tile``, each frame gives ``tiles_per_frame`` random tiles of ``tile`` pixels."""
     from monitor.sim.scenes import Scene, SceneSpec
 
     img_dir = out / "images" / split
@@ -108,6 +110,9 @@ def render_split(out: Path, split: str, seeds: dict[str, int], scenes: int, per_
             idx = np.linspace(0, spec.n_frames - 1, per_scene + 2)[1:-1].round().astype(int)
             for i in idx:
                 img, truth = scene.frame_at(int(i))
+                if scale != 1.0:
+                    img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
+                                     interpolation=cv2.INTER_LINEAR)
                 h, w = img.shape[:2]
                 crops: list[tuple[int, int, int, int]] = [(0, 0, w, h)]
                 if tile is not None:
@@ -124,13 +129,16 @@ def render_split(out: Path, split: str, seeds: dict[str, int], scenes: int, per_
 
 
 def make_dataset(out: Path, *, train_scenes: int, val_scenes: int, per_scene: int, seconds: float,
-                 tile: int | None) -> Path:
+                 tile: int | None, scale: float = 1.0) -> Path:
     if out.exists():
         shutil.rmtree(out)
     t0 = time.monotonic()
-    n_train = render_split(out, "train", TRAIN_SEEDS, train_scenes, per_scene, seconds, (0.0, 1.0), tile=tile)
-    n_val = render_split(out, "val", VAL_SEEDS, val_scenes, max(2, per_scene // 2), seconds, (0.3, 1.0), tile=tile)
-    # Whole frames of the validation scenes, for the figures at the serving size.
+    n_train = render_split(out, "train", TRAIN_SEEDS, train_scenes, per_scene, seconds, (0.0, 1.0), tile=tile,
+                           scale=scale)
+    n_val = render_split(out, "val", VAL_SEEDS, val_scenes, max(2, per_scene // 2), seconds, (0.3, 1.0), tile=tile,
+                         scale=scale)
+    # Whole frames of the validation scenes as the cameras send them, for the figures at the
+    # serving size (the model's own letterbox resizes them, as in service).
     n_full = render_split(out, "val_full", VAL_SEEDS, val_scenes, max(2, per_scene // 2), seconds, (0.3, 1.0),
                           tile=None)
     for name, val in (("data.yaml", "images/val"), ("full.yaml", "images/val_full")):
@@ -192,8 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m monitor.detectors.train", description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(ROOT / "models" / "lpg-sim"), help="where best.pt and train.json go")
     p.add_argument("--work", default=str(ROOT / "var" / "train"), help="dataset and runs (scratch)")
-    p.add_argument("--init", default="scratch", help="scratch (yolov8n.yaml), fall (human-fall YOLOv8s), or weights")
-    p.add_argument("--tile", type=int, default=256, help="training tiles (pixels, at the frames' own scale)")
+    p.add_argument("--init", default="scratch",
+                   help="scratch (yolov8n.yaml), fall (human-fall YOLOv8s), or weights or a model .yaml")
+    p.add_argument("--frame-scale", type=float, default=1.0,
+                   help="resize the 640x360 frames by this first (0.5 with --tile 0 --serve-imgsz 320: a model "
+                        "that serves frames at half scale)")
+    p.add_argument("--tile", type=int, default=256,
+                   help="training tiles in pixels, at the (resized) frames' scale; 0: whole frames")
     p.add_argument("--serve-imgsz", type=int, default=640, help="input size the model serves whole frames at")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--minutes", type=float, default=23.0, help="training time budget (ultralytics time=)")
@@ -219,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         data = data_dir / "data.yaml"
     else:
         data = make_dataset(data_dir, train_scenes=args.train_scenes, val_scenes=args.val_scenes,
-                            per_scene=args.per_scene, seconds=args.seconds, tile=args.tile or None)
+                            per_scene=args.per_scene, seconds=args.seconds, tile=args.tile or None,
+                            scale=args.frame_scale)
     data_s = time.monotonic() - t0
     name = f"lpg-sim-{args.init if args.init in ('scratch', 'fall') else 'custom'}-{args.tile}"
     res = train(data, init=args.init, imgsz=args.tile or args.serve_imgsz, serve_imgsz=args.serve_imgsz,

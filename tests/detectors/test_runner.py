@@ -124,3 +124,25 @@ def test_torch_and_openvino_agree(openvino_runner: ModelRunner) -> None:
     # The same people: every torch box has an OpenVINO box within a few pixels.
     for box in a.pixel_boxes():
         assert np.min(np.abs(b.pixel_boxes() - box).max(axis=1)) <= 6
+
+
+@pytest.mark.parametrize("photo", ["bus.jpg", "zidane.jpg"])
+def test_lean_openvino_equals_ultralytics_predict(openvino_runner: ModelRunner, photo: str) -> None:
+    """The service's OpenVINO path gives ultralytics' own predictions on the same export."""
+    import warnings
+
+    from ultralytics import YOLO  # type: ignore[attr-defined]
+
+    assert openvino_runner.lean is not None
+    img = asset(photo)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (ref,) = YOLO(str(openvino_runner.path), task="detect").predict(img, imgsz=640, conf=0.4, verbose=False)
+    (d,) = openvino_runner.detect([FrameRequest("c", NOW, img)])
+    want = ref.boxes.xyxy.numpy()
+    assert len(d) == len(want) > 0
+    got = d.pixel_boxes()
+    for box, conf in zip(want, ref.boxes.conf.numpy(), strict=True):
+        k = int(np.argmin(np.abs(got - box).max(axis=1)))
+        assert np.abs(got[k] - box).max() <= 1.0
+        assert abs(float(d.confidences[k]) - float(conf)) < 2e-3
