@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-AREAS = ("video", "detectors", "series", "alerts", "control", "wallboard", "city")
+AREAS = ("video", "detectors", "series", "alerts", "control", "wallboard", "city", "scaleout")
 
 
 def main(argv: list[str]) -> int:

@@ -15,8 +15,11 @@ scenes, the shipped detector (OpenVINO). Checked:
 
 The station scene is chosen so the takeover lands while the judged violator stands in
 the filling area: person 5 skips the post, enters the filling area at 6.2 s of the clip
-and stays there until 19.7 s; the kill comes just after the dead worker has judged them,
-so the lease runs out (``media.lease_ttl_s``, 8 s) while they are still inside.
+and stays there until 19.7 s. The kill comes once the dead worker's judgement of them is
+stored, just before it would renew its leases, so they run out about 6 s later
+(``media.lease_ttl_s`` 8 s less ``lease_renew_s`` 2 s, the defaults) and the survivor
+takes the camera while person 5 is still inside. A simulated camera's stream goes on
+while workers come and go (``RtspViewers``), as a real camera's does.
 """
 
 from __future__ import annotations
@@ -184,6 +187,7 @@ def _scenario(db: str, workers: list[VideoWorker], push: PushLog, people: list[d
     stayer = stayer_judged()
     print(f"person 5 judged: {stayer} (stored before the kill: {judged})")
     assert len(stayer) <= 1, f"person 5 judged twice across the takeover: {stayer}"
+    assert not judged or stayer == judged, f"judged before the kill {judged}, in the end {stayer}"
     # Every judgement on the station camera is a distinct person's visit of the clip.
     found = _rows(db, "SELECT ts, subject FROM findings WHERE rule = 'antistatic_skipped' AND source = %s",
                   (STATION_CAM,))

@@ -31,7 +31,7 @@ from psycopg.rows import dict_row
 from tests.support.net import free_port
 
 MONITOR = Path(sys.executable).parent / "monitor"
-_SAMPLE = re.compile(r'^(\w+)\{camera="([^"]+)"\} ([0-9.eE+-]+)$', re.M)
+_SAMPLE = re.compile(r'^(\w+)\{\w+="([^"]+)"\} ([0-9.eE+-]+)$', re.M)  # samples with one label
 
 
 class VideoWorker:
@@ -66,7 +66,8 @@ class VideoWorker:
         return self.proc is not None and self.proc.poll() is None
 
     def metrics(self, timeout_s: float = 2.0) -> dict[str, dict[str, float]]:
-        """Per-camera samples of its /metrics: {metric: {camera: value}} ({} when it does not answer)."""
+        """Its /metrics samples with one label (camera, why, ...): {metric: {label value: value}}
+        ({} when it does not answer)."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=timeout_s) as r:
                 text = r.read().decode()
@@ -80,6 +81,14 @@ class VideoWorker:
     def camera_frames(self) -> dict[str, float]:
         return self.metrics().get("monitor_detector_camera_frames_total", {})
 
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         if self.alive:
             assert self.proc is not None
@@ -89,6 +98,7 @@ class VideoWorker:
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        self.proc.send_signal(signal.SIGCONT)  # in case it is paused
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout_s)
