@@ -10,8 +10,11 @@ the time it spent in each zone, the frame time to snapshot and its box.
   people who stood together part and the tracker gives one of them a new id, the new
   person shares the discharge time of the one it split from (either may be which).
 - Time is seconds between frame timestamps, never frame counts. Each observation at the
-  post counts for the time until the next observation, capped at ``max_step_s`` (a gap in
-  the video is not dwell).
+  post counts for the time until the next observation, capped at ``max_step_s`` when the
+  person is no longer at the post at the next one (a gap in the video is not dwell for
+  someone who left); seen at the post on both sides of a longer gap (frames dropped under
+  load, a moment hidden), the unseen time counts up to ``dwell_s``: what the rule did not
+  see is not held against a person.
 - Entering the filling area counts once the feet have been inside for ``enter_s``; the
   finding's ``ts`` is the first frame inside. Leaving it for ``exit_s`` or longer ends the
   visit, and the next visit needs a fresh discharge.
@@ -137,11 +140,16 @@ class AntistaticRule:
     def _step(
         self, st: PersonState, ts: float, at_post: bool, at_fill: bool, dets: Detections, persons: Detections, i: int
     ) -> Finding | None:
-        dt = min(max(ts - st.last_ts, 0.0), self.p.max_step_s)
+        gap = max(ts - st.last_ts, 0.0)
+        dt = min(gap, self.p.max_step_s)
         # Time since the previous observation counts in the zone the person was in then.
         if st.in_post:
-            st.post_s += dt
-            st.post_total_s += dt
+            # At the post on both sides of a gap (frames the detector dropped under load, a
+            # moment hidden): they stayed; the unseen time counts, up to the dwell asked for.
+            # What the rule did not see is not held against a person.
+            held = min(gap, max(self.p.max_step_s, self.p.dwell_s)) if at_post else dt
+            st.post_s += held
+            st.post_total_s += held
         if st.inside_since is not None:
             st.fill_total_s += dt
         st.last_ts = ts
