@@ -174,7 +174,14 @@ async def test_city_end_to_end(fresh_db: str, mqtt_url: str, tmp_path: Path) -> 
             await asyncio.sleep(3)
             async with await psycopg.AsyncConnection.connect(fresh_db, row_factory=dict_row) as conn:
                 cur = await conn.execute("SELECT * FROM alerts ORDER BY id")
-                alerts = [dict(r) for r in await cur.fetchall()]
+                alert_rows = [dict(r) for r in await cur.fetchall()]
+                # A condition that comes back after its alert resolved reopens that alert: each
+                # raise or reopen is an occurrence of its own, to be matched to one planted cause.
+                cur = await conn.execute(
+                    "SELECT alert_id, ts FROM alert_actions WHERE action = 'reopened' ORDER BY ts")
+                reopened: dict[int, list[datetime]] = {}
+                for act in await cur.fetchall():
+                    reopened.setdefault(act["alert_id"], []).append(act["ts"])
                 cur = await conn.execute("SELECT id FROM scan_ids")
                 scan_ids_in_db = {r["id"] for r in await cur.fetchall()}
                 cur = await conn.execute("SELECT count(*) AS n FROM scale_readings")
@@ -189,10 +196,11 @@ async def test_city_end_to_end(fresh_db: str, mqtt_url: str, tmp_path: Path) -> 
     finally:
         await city.stop()
 
-    for a in alerts:
-        for k in ("first_seen", "last_seen"):
-            if isinstance(a[k], datetime):
-                a[k] = a[k].isoformat()
+    alerts: list[dict[str, Any]] = []
+    for row in alert_rows:
+        for k, t in enumerate([row["first_seen"], *reopened.get(row["id"], [])]):
+            alerts.append({**row, "first_seen": t.isoformat(), "last_seen": row["last_seen"].isoformat(),
+                           "occurrence": k, "key": (row["id"], k)})
     # Every planted violation in [lo, hi] needs its alert; every alert in [lo, hi] needs a
     # planted cause, looked for a few seconds either side (detection times are not exact).
     lo, hi = start + timedelta(seconds=WARMUP_S), window_end - timedelta(seconds=6)
@@ -204,35 +212,35 @@ async def test_city_end_to_end(fresh_db: str, mqtt_url: str, tmp_path: Path) -> 
                   if lo <= datetime.fromisoformat(a["first_seen"]) <= hi and a["rule"] != "lock_unconfirmed"]
     report = {"start": start.isoformat(), "origins": {k: [str(t) for t in v] for k, v in origins.items()},
               "counts": counts, "planted": [p.as_json() for p in planted],
-              "alerts": [{k: a[k] for k in ("id", "rule", "site", "source", "subject", "first_seen")}
+              "alerts": [{k: a[k] for k in ("id", "occurrence", "rule", "site", "source", "subject", "first_seen")}
                          for a in considered]}
     (ROOT / "var").mkdir(exist_ok=True)
     (ROOT / "var" / "e2e-report.json").write_text(__import__("json").dumps(report, indent=1, default=str))
 
-    used: set[int] = set()
+    used: set[tuple[int, int]] = set()
     for p in pool:
         if p in planted:
             continue
-        used.update(a["id"] for a in considered if _matches(p, a))  # causes just outside the window
+        used.update(a["key"] for a in considered if _matches(p, a))  # causes just outside the window
     for p in planted:
-        hits = [a for a in alerts if _matches(p, a) and a["id"] not in used]
+        hits = [a for a in alerts if _matches(p, a) and a["key"] not in used]
         assert len(hits) == 1, f"planted {p.as_json()} has {len(hits)} alert(s): {hits}"
-        used.add(hits[0]["id"])
+        used.add(hits[0]["key"])
         kinds = evidence.get(hits[0]["id"], set())
         if p.rule in ("antistatic_skipped", "storage_over_capacity"):
             assert {"snapshot", "clip"} <= kinds, f"video alert {hits[0]['id']} evidence: {kinds}"
         elif p.rule in ("overfill", "fill_without_scan"):
             assert "scale_trace" in kinds, f"alert {hits[0]['id']} evidence: {kinds}"
         for extra in CONSEQUENCES.get(p.rule, set()):
-            used.update(a["id"] for a in considered if a["rule"] == extra and a["subject"] == p.subject)
+            used.update(a["key"] for a in considered if a["rule"] == extra and a["subject"] == p.subject)
     # the raised-severity twin of an anti-static violation seen while filling
     for a in considered:
         if a["rule"] == "antistatic_during_fill":
-            twins = [b for b in considered if b["id"] in used and b["rule"] == "antistatic_skipped"
+            twins = [b for b in considered if b["key"] in used and b["rule"] == "antistatic_skipped"
                      and b["source"] == a["source"] and b["subject"] == a["subject"]]
             if twins:
-                used.add(a["id"])
-    stray = [a for a in considered if a["id"] not in used]
+                used.add(a["key"])
+    stray = [a for a in considered if a["key"] not in used]
     assert not stray, f"alerts without a planted cause: {stray}"
     # Accepted (a 2xx or a PUBACK came back) means stored. A request cut off by the stop may
     # be stored without its answer, so the database may hold a few more than were answered.
