@@ -18,10 +18,10 @@ the time it spent in each zone, the frame time to snapshot and its box.
 - Entering the filling area counts once the feet have been inside for ``enter_s``; the
   finding's ``ts`` is the first frame inside. Leaving it for ``exit_s`` or longer ends the
   visit, and the next visit needs a fresh discharge.
-- A person already at the post or inside the filling area in the first frame the rule
-  sees was there before we watched; how long they discharged is unknown, so their first
-  visit is not judged (a camera that just (re)connected must not accuse someone whose
-  discharge it saw only the end of). So is someone first seen inside the filling area
+- A person already in view in the first frame the rule sees was there before we watched;
+  whether and how long they discharged is unknown, so their first visit is not judged (a
+  camera that just (re)connected, or a worker that just took it over, must not accuse
+  someone whose discharge it saw only the end of, or not at all). So is someone first seen inside the filling area
   within ``warmup_s`` of that first frame: they were there too, missed by the detector or
   not yet confirmed by the tracker (a worker taking a camera over must not judge again
   someone its previous holder judged).
@@ -114,8 +114,8 @@ class AntistaticRule:
             st = self.states.get(pid)
             if st is None:
                 st = self.states[pid] = self._new_state(pid, ts)
-                if first_frame and (bool(in_fill[i]) or bool(in_post[i])):
-                    st.exempt = True  # at the post or inside before we watched: their dwell is unknown
+                if first_frame:
+                    st.exempt = True  # in view before we watched: whether they discharged is unknown
                 elif bool(in_fill[i]) and ts - self._t0 <= self.p.warmup_s:
                     st.exempt = True  # inside since before we watched, seen a frame or two late
             st.raw_ids |= self.stitcher.persons[pid].raw_ids

@@ -44,6 +44,12 @@ def test_motion_gate(images: list[np.ndarray], expected: list[bool]) -> None:
     assert [gate.should_analyse(k * 0.2, img) for k, img in enumerate(images)] == expected
 
 
+def watch_empty_doorway(pipe: CameraPipeline) -> list:
+    """One frame before anyone comes (people in view on the first frame are not judged)."""
+    ts = T0 - timedelta(seconds=0.2)
+    return pipe.process(ts, still(), Detections.empty("cam", ts, 320, 180)).findings
+
+
 def person_at(x: float, t: float, track: int = 1) -> Detections:
     return Detections.build("cam", T0 + timedelta(seconds=t), [[x - 0.03, 0.35, x + 0.03, 0.6]], ["person"],
                             confidences=[0.9], track_ids=[track], width=320, height=180)
@@ -76,10 +82,10 @@ def test_still_person_at_the_post_keeps_dwelling_on_gated_frames() -> None:
 
 def test_violation_carries_an_annotated_snapshot() -> None:
     pipe = CameraPipeline.for_camera(cfg(), "cam")
-    out = []
-    for k in range(25):
+    out = watch_empty_doorway(pipe)
+    for k in range(45):  # walks past the post (1.6 s inside it) into the filling area
         t = k * 0.2
-        x = 0.05 + 0.035 * k
+        x = 0.05 + 0.02 * k
         out += pipe.process(T0 + timedelta(seconds=t), with_person(min(0.9, x)), person_at(min(0.95, x), t)).findings
     (f,) = out
     assert f.image is not None

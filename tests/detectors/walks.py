@@ -51,10 +51,13 @@ class Walker:
 
 def frames(walkers: Sequence[Walker], *, fps: float = 5.0, until: float | None = None,
            camera: str = "cam") -> Iterator[Detections]:
+    """Detections at ``fps`` from one frame before the first walker appears (so the rule has
+    watched before anyone entered the view) until ``until``."""
     end = until if until is not None else max(w.waypoints[-1][0] for w in walkers) + 3.0
-    n = int(end * fps) + 1
+    start = min(w.waypoints[0][0] for w in walkers) - 1 / fps
+    n = int((end - start) * fps) + 1
     for k in range(n):
-        t = k / fps
+        t = start + k / fps
         boxes, ids = [], []
         for w in walkers:
             p = w.at(t)
