@@ -209,7 +209,12 @@ class AntistaticRuleConfig(Strict):
 
 
 class StorageRuleConfig(Strict):
-    window_s: float = Field(10.0, gt=0, description="median window for the count")
+    window_s: float = Field(10.0, gt=0, description="smoothing window for the count")
+    quantile: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="the window's count is this quantile of its frames' counts (0.5: the median; higher "
+                    "leans against cylinders hidden behind people, which only ever lower a frame's count)",
+    )
     hold_s: float = Field(60.0, ge=0, description="over (or back under) capacity this long")
 
 

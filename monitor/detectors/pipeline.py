@@ -67,7 +67,7 @@ class CameraPipeline:
         if "storage" in cam.rules:
             s = cfg.rules.storage
             self.storage = StorageRule(
-                site.id, cam.id, self.zones, StorageParams(site.storage_capacity, s.window_s, s.hold_s)
+                site.id, cam.id, self.zones, StorageParams(site.storage_capacity, s.window_s, s.hold_s, s.quantile)
             )
         self._last: Detections | None = None
         self.frames = 0

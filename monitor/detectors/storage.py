@@ -1,7 +1,9 @@
 """Storage rule (pure, synchronous): cylinders in the storage zone against the capacity.
 
 Each frame's count (cylinder box centres inside the ``storage`` zone) joins a window of
-``window_s`` seconds; the smoothed count is the window's median. With hysteresis: the
+``window_s`` seconds; the smoothed count is a quantile of the window (``quantile``; 0.5
+is the median). A cylinder hidden behind a person only ever lowers a frame's count, so a
+quantile above the median leans against that bias. With hysteresis: the
 smoothed count above the capacity for ``hold_s`` raises ``storage_over_capacity`` (stating
 the count and the capacity); at or under it for ``hold_s`` again clears it
 (``active=False``). Time is seconds between frame timestamps. The window holds only the
@@ -28,13 +30,14 @@ class StorageParams:
     capacity: int
     window_s: float = 10.0
     hold_s: float = 60.0
+    quantile: float = 0.5
 
 
 @dataclass(frozen=True)
 class CountSample:
     ts: datetime
     raw: int  # this frame
-    count: int  # median over the window
+    count: int  # the window's quantile (median by default)
 
 
 class StorageRule:
@@ -63,7 +66,7 @@ class StorageRule:
         self._window.append((ts, raw))
         while self._window and self._window[0][0] <= ts - self.p.window_s:
             self._window.popleft()
-        count = round(float(np.median([c for _, c in self._window])))
+        count = round(float(np.quantile([c for _, c in self._window], self.p.quantile)))
         self.last = CountSample(dets.ts, raw, count)
         above = count > self.p.capacity
         if above == self.over:

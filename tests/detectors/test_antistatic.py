@@ -180,3 +180,15 @@ def test_frames_dropped_at_the_post_are_not_held_against_a_person(walker: Walker
             continue
         out += rule.update(d)
     assert sorted(f.details["raw_tracks"][0] for f in out) == violators
+
+
+def test_someone_already_in_view_when_watching_starts_is_not_judged() -> None:
+    """A camera that just (re)connected, or was just taken over, cannot know whether someone
+    already in view discharged: their first visit is not judged; a newcomer's is."""
+    rule = AntistaticRule("st-a", "cam", zones_from_config(ZONES), AntistaticParams())
+    late = path((6, ENTRY), (7, MIDWAY), (9, IN_FILL), (14, IN_FILL))
+    walkers = [Walker(STRAIGHT_IN, ids=((0, 1),)), Walker(late, ids=((0, 2),))]
+    out = []
+    for d in list(frames(walkers))[1:]:  # no empty doorway: the first is in view on the first frame
+        out += rule.update(d)
+    assert [f.details["raw_tracks"] for f in out] == [[2]]

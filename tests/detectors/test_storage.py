@@ -97,3 +97,13 @@ def test_hold_is_seconds_not_frames() -> None:
 def test_window_is_bounded() -> None:
     rule, _ = run([(0, 600, 20)], fps=5.0, window_s=10.0)
     assert len(rule._window) <= 10 * 5 + 1
+
+
+@pytest.mark.parametrize(("quantile", "count"), [(0.5, 29), (0.75, 31)])
+def test_quantile_leans_against_cylinders_hidden_behind_people(quantile: float, count: int) -> None:
+    """31 cylinders, two of them hidden behind a person in 3 frames of 5: the median counts
+    29, a quantile above it the 31 that are there."""
+    rule = StorageRule("ol-a", "store", zones_from_config(STORE), StorageParams(30, 10.0, 5.0, quantile))
+    for k in range(40):
+        rule.update(cylinders(29 if k % 5 < 3 else 31, k * 0.5))
+    assert rule.last is not None and rule.last.count == count
