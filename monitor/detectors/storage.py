@@ -1,10 +1,10 @@
 """Storage rule (pure, synchronous): cylinders in the storage zone against the capacity.
 
 Each frame's count (cylinder box centres inside the ``storage`` zone) joins a window of
-``window_s`` seconds; the smoothed count is a quantile of the window (``quantile``; 0.5
-is the median). A cylinder hidden behind a person only ever lowers a frame's count, so a
-quantile above the median leans against that bias. With hysteresis: the
-smoothed count above the capacity for ``hold_s`` raises ``storage_over_capacity`` (stating
+``window_s`` seconds; the smoothed count is a quantile of the window (``quantile``, 0.75
+by default; 0.5 is the median): a cylinder hidden behind a person only ever lowers a
+frame's count, so a quantile above the median leans against that bias. With hysteresis:
+the smoothed count above the capacity for ``hold_s`` raises ``storage_over_capacity`` (stating
 the count and the capacity); at or under it for ``hold_s`` again clears it
 (``active=False``). Time is seconds between frame timestamps. The window holds only the
 last ``window_s`` of samples, so the state is bounded on a 24/7 stream.
@@ -30,14 +30,14 @@ class StorageParams:
     capacity: int
     window_s: float = 10.0
     hold_s: float = 60.0
-    quantile: float = 0.5
+    quantile: float = 0.75
 
 
 @dataclass(frozen=True)
 class CountSample:
     ts: datetime
     raw: int  # this frame
-    count: int  # the window's quantile (median by default)
+    count: int  # the window's quantile
 
 
 class StorageRule:

@@ -1,4 +1,4 @@
-"""The storage rule on made-up counts: median window, hysteresis both ways, time not frames."""
+"""The storage rule on made-up counts: quantile window, hysteresis both ways, time not frames."""
 
 from __future__ import annotations
 
