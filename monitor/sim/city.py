@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import random
 import sys
@@ -84,16 +85,19 @@ class Planted:
 class RtspServer:
     """The GStreamer RTSP server as a child process (stoppable and restartable)."""
 
-    def __init__(self, folder: Path, port: int, python: str = "/usr/bin/python3") -> None:
+    def __init__(self, folder: Path, port: int, python: str = "/usr/bin/python3",
+                 push_log: Path | None = None) -> None:
         self.folder = folder
         self.port = port
         self.python = python
+        self.push_log = push_log  # "name index wall-clock" per access unit pushed (the cameras' clock)
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self, timeout_s: float = 20.0) -> None:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        extra = ["--push-log", str(self.push_log)] if self.push_log is not None else []
         self.proc = await asyncio.create_subprocess_exec(
-            self.python, str(SERVER), "--port", str(self.port), "--dir", str(self.folder),
+            self.python, str(SERVER), "--port", str(self.port), "--dir", str(self.folder), *extra,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env,
         )
         assert self.proc.stdout is not None
@@ -122,6 +126,7 @@ class CitySim:
         self, cfg: Config, base_url: str, db_url: str, workdir: Path, *, seed: int = 1,
         schedule: Schedule | None = None, registry_size: int = 3000, flaky_camera: str | None = None,
         rtsp_port: int = 8554, flaky_port: int | None = None, cameras: list[str] | None = None,
+        clip_pool: int = 0, push_log: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.base_url = base_url.rstrip("/")
@@ -135,6 +140,10 @@ class CitySim:
         self.rtsp_port = rtsp_port
         self.flaky_port = flaky_port
         self.only_cameras = set(cameras) if cameras is not None else None
+        # clip_pool > 0: cameras of the same kind (and capacity) share that many rendered scenes
+        # (a big city renders a handful, not one per camera); 0: one scene per camera
+        self.clip_pool = clip_pool
+        self.push_log = push_log
         self.ledger: list[Planted] = []
         self.scene_truth: dict[str, dict[str, Any]] = {}
         self.valid: dict[str, list[tuple[str, float, float]]] = {}  # station -> (code, nominal, tare)
@@ -208,6 +217,8 @@ class CitySim:
         sch = self.schedule
         todo: list[tuple[SceneSpec, Path]] = []
         outs: dict[str, Path] = {}
+        links: list[tuple[Path, Path]] = []  # (camera's file, the pooled clip it plays)
+        pooled: dict[tuple[str, int | None], int] = {}
         for site, cam in self.cfg.cameras():
             if self.only_cameras is not None and cam.id not in self.only_cameras:
                 continue
@@ -215,20 +226,39 @@ class CitySim:
                 "station" if "antistatic" in cam.rules or (site.kind == "station" and "storage" not in cam.rules)
                 else "outlet")
             capacity = site.storage_capacity if kind == "outlet" and 1 <= site.storage_capacity <= 60 else None
-            seed = int(hashlib.sha256(f"{self.seed}:{cam.id}".encode()).hexdigest()[:6], 16)
-            spec = SceneSpec(kind=kind, seed=seed, seconds=sch.clip_seconds, fps=sch.clip_fps, size=(640, 360),
-                             capacity=capacity, difficulty=0.2)
             folder = self.camera_dir(cam.id == self.flaky_camera)
             folder.mkdir(parents=True, exist_ok=True)
             out = outs[cam.id] = folder / f"{cam.id}.h264"
-            stamp = out.with_suffix(".spec")
-            if not out.exists() or not stamp.exists() or stamp.read_text() != repr(spec) + ENCODING:
-                todo.append((spec, out))
+            if self.clip_pool > 0:
+                k = pooled.get((kind, capacity), 0)
+                pooled[(kind, capacity)] = k + 1
+                name = f"{kind}-{capacity or 'any'}-{k % self.clip_pool}"
+                key = f"{self.seed}:pool:{name}"
+                clip = self.workdir / "clips" / f"{name}.h264"
+                links.append((out, clip))
+            else:
+                key, clip = f"{self.seed}:{cam.id}", out
+                for old in (out, out.with_suffix(".spec"), out.with_suffix(".truth.json")):
+                    if old.is_symlink():  # left by a pooled run in this folder
+                        old.unlink()
+            seed = int(hashlib.sha256(key.encode()).hexdigest()[:6], 16)
+            spec = SceneSpec(kind=kind, seed=seed, seconds=sch.clip_seconds, fps=sch.clip_fps, size=(640, 360),
+                             capacity=capacity, difficulty=0.2)
+            stamp = clip.with_suffix(".spec")
+            if (not clip.exists() or not stamp.exists() or stamp.read_text() != repr(spec) + ENCODING) \
+                    and (spec, clip) not in todo:
+                todo.append((spec, clip))
         if todo:
             log.info("rendering %d camera scene(s) of %.0f s", len(todo), sch.clip_seconds)
             with ProcessPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
                 for (spec, out), _ in zip(todo, pool.map(write_clip, *zip(*todo, strict=True)), strict=True):
                     out.with_suffix(".spec").write_text(repr(spec) + ENCODING)
+        for out, clip in links:  # the RTSP server serves each camera's path from its own link
+            for suffix in (".h264", ".truth.json"):
+                link, target = out.with_suffix(suffix), clip.with_suffix(suffix)
+                if link.is_symlink() or link.exists():
+                    link.unlink()
+                link.symlink_to(os.path.relpath(target, link.parent))
         for cam_id, out in outs.items():
             self.scene_truth[cam_id] = json.loads(out.with_suffix(".truth.json").read_text())
 
@@ -241,11 +271,11 @@ class CitySim:
     async def start_cameras(self) -> None:
         """The RTSP servers (start them before the service, so cameras come up online)."""
         self.started_at = datetime.now(UTC)
-        main = RtspServer(self.camera_dir(), self.rtsp_port)
+        main = RtspServer(self.camera_dir(), self.rtsp_port, push_log=self.push_log)
         await main.start()
         self.servers.append(main)
         if self.flaky_camera is not None and self.flaky_port is not None:
-            flaky = RtspServer(self.camera_dir(True), self.flaky_port)
+            flaky = RtspServer(self.camera_dir(True), self.flaky_port, push_log=self.push_log)
             await flaky.start()
             self.servers.append(flaky)
             self._spawn("camera-dropout", self._dropouts(flaky))
@@ -333,7 +363,8 @@ class CitySim:
         self.stats["readings"] += 1
 
     async def _fill(self, site: SiteConfig, scale: str, gun: str, *, code: str, nominal: float, tare: float,
-                    overfill_kg: float = 0.0, scanned: bool = True, bypass: bool = False) -> None:
+                    overfill_kg: float = 0.0, scanned: bool = True, bypass: bool = False,
+                    planted: Planted | None = None) -> None:
         assert self.fleet is not None
         controller = self.fleet[(site.id, gun)]
         if scanned:
@@ -346,7 +377,14 @@ class CitySim:
         plan = FillPlan(cylinder=code, tare_kg=tare, nominal_kg=nominal, start=datetime.now(UTC),
                         rate_kg_s=self.schedule.fill_rate_kg_s, overfill_kg=overfill_kg)
         sim = ScaleSim(self.cfg.mqtt.prefix, site.id, scale, self._publish)
-        await sim.play(fill_readings(site.id, scale, plan, rng=self.rng))
+        readings = fill_readings(site.id, scale, plan, rng=self.rng)
+        if planted is not None:  # the reading that breaks the rule: the violation's own time
+            limit = nominal + self.cfg.rules.correlation.overfill_tolerance_kg
+            first = next((r for r in readings if (r.gun_open if planted.rule == "fill_without_scan"
+                                                  else r.gross_kg - tare > limit)), None)
+            if first is not None:
+                planted.details["violation_at"] = first.ts.isoformat()
+        await sim.play(readings)
         controller.close_valve()
         self.stats["fills"] += 1
         if scanned:
@@ -389,11 +427,12 @@ class CitySim:
             self.ledger.append(Planted("invalid_cylinder", site.id, gun, now, black, {"reason": "unregistered"}))
             await self._fill(site, scale, gun, code=black, nominal=15.0, tare=16.0)
         elif what == "unscanned":
-            self.ledger.append(Planted("fill_without_scan", site.id, scale, now, code))
-            await self._fill(site, scale, gun, code=code, nominal=nominal, tare=tare, scanned=False, bypass=True)
+            self.ledger.append(p := Planted("fill_without_scan", site.id, scale, now, code))
+            await self._fill(site, scale, gun, code=code, nominal=nominal, tare=tare, scanned=False, bypass=True,
+                             planted=p)
         else:
-            self.ledger.append(Planted("overfill", site.id, scale, now, code))
-            await self._fill(site, scale, gun, code=code, nominal=nominal, tare=tare, overfill_kg=1.5)
+            self.ledger.append(p := Planted("overfill", site.id, scale, now, code))
+            await self._fill(site, scale, gun, code=code, nominal=nominal, tare=tare, overfill_kg=1.5, planted=p)
 
     async def _outlet(self, site: SiteConfig) -> None:
         """Receive full cylinders (enough to cover what the camera shows) and deliver some."""
@@ -489,6 +528,8 @@ class CitySim:
                             at = datetime.fromtimestamp(base + float(p["filling_s"]), UTC)
                             if since <= at <= stop:
                                 out.append(Planted("antistatic_skipped", site.id, cam_id, at, str(p.get("track"))))
+                    if ev.get("capacity") not in (None, site.storage_capacity):
+                        continue  # a scene drawn for another capacity (a station's store): not over this one
                     for a, b in ev.get("over_capacity", []):
                         at = datetime.fromtimestamp(base + float(a), UTC)
                         if since <= at <= stop:
@@ -496,6 +537,50 @@ class CitySim:
                                                details={"until": datetime.fromtimestamp(base + float(b), UTC)
                                                         .isoformat()}))
         return out
+
+    def video_truth_pushed(self, pushes: dict[str, list[tuple[int, float]]], since: datetime,
+                           until: datetime) -> list[Planted]:
+        """Planted video violations in [since, until] at the wall time their first frame was
+        pushed by the RTSP server (``read_push_log``): exact whatever the connections did
+        (a server restarted, a path torn down and resumed). ``details["frame"]``: the frame."""
+        out: list[Planted] = []
+        for cam_id, truth in self.scene_truth.items():
+            site, _ = self.cfg.camera(cam_id)
+            fps = float(truth.get("spec", {}).get("fps", self.schedule.clip_fps))
+            ev = truth.get("events", {})
+            marks: dict[int, list[tuple[str, str | None, int | None]]] = {}  # frame -> (rule, subject, end frame)
+            for p in ev.get("people", []):
+                if p.get("violation") and p.get("filling_s") is not None:
+                    marks.setdefault(math.ceil(float(p["filling_s"]) * fps), []).append(
+                        ("antistatic_skipped", str(p.get("track")), None))
+            if ev.get("capacity") in (None, site.storage_capacity):
+                for a, b in ev.get("over_capacity", []):
+                    marks.setdefault(math.ceil(float(a) * fps), []).append(
+                        ("storage_over_capacity", None, math.ceil(float(b) * fps)))
+            if not marks:
+                continue
+            for idx, t in pushes.get(cam_id, []):
+                for rule, subject, end in marks.get(idx, []):
+                    at = datetime.fromtimestamp(t, UTC)
+                    if since <= at <= until:
+                        d: dict[str, Any] = {"frame": idx}
+                        if end is not None:
+                            d["until"] = datetime.fromtimestamp(t + (end - idx) / fps, UTC).isoformat()
+                        out.append(Planted(rule, site.id, cam_id, at, subject, d))
+        return sorted(out, key=lambda p: p.at)
+
+
+def read_push_log(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """The RTSP server's ``--push-log`` ("name index wall-clock" per access unit pushed):
+    per camera, (index of the frame in its clip, wall time), in order."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3:
+                with contextlib.suppress(ValueError):
+                    out.setdefault(parts[0], []).append((int(parts[1]), float(parts[2])))
+    return out
 
 
 def python_with_gi() -> str:
