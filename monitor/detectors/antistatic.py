@@ -9,12 +9,11 @@ the time it spent in each zone, the frame time to snapshot and its box.
   ids into one person (re-identification within ``reid_gap_s`` / ``reid_dist``). When two
   people who stood together part and the tracker gives one of them a new id, the new
   person shares the discharge time of the one it split from (either may be which).
-- Time is seconds between frame timestamps, never frame counts. Each observation at the
-  post counts for the time until the next observation, capped at ``max_step_s`` when the
-  person is no longer at the post at the next one (a gap in the video is not dwell for
-  someone who left); seen at the post on both sides of a longer gap (frames dropped under
-  load, a moment hidden), the unseen time counts up to ``dwell_s``: what the rule did not
-  see is not held against a person.
+- Time is seconds between frame timestamps, never frame counts. Between an observation at
+  the post and the next one: seen at the post again, the time counts (up to ``dwell_s``
+  over a gap: frames dropped under load, a moment hidden; what the rule did not see is not
+  held against a person); seen elsewhere, they left at an unknown moment in between, and
+  half the time counts (at most ``max_step_s``: a gap in the video is not dwell).
 - Entering the filling area counts once the feet have been inside for ``enter_s``; the
   finding's ``ts`` is the first frame inside. Leaving it for ``exit_s`` or longer ends the
   visit, and the next visit needs a fresh discharge.
@@ -146,8 +145,9 @@ class AntistaticRule:
         if st.in_post:
             # At the post on both sides of a gap (frames the detector dropped under load, a
             # moment hidden): they stayed; the unseen time counts, up to the dwell asked for.
-            # What the rule did not see is not held against a person.
-            held = min(gap, max(self.p.max_step_s, self.p.dwell_s)) if at_post else dt
+            # Seen elsewhere next: they left at an unknown moment of the gap; half of it counts.
+            held = (min(gap, max(self.p.max_step_s, self.p.dwell_s)) if at_post
+                    else min(gap / 2, self.p.max_step_s))
             st.post_s += held
             st.post_total_s += held
         if st.inside_since is not None:

@@ -192,3 +192,14 @@ def test_someone_already_in_view_when_watching_starts_is_not_judged() -> None:
     for d in list(frames(walkers))[1:]:  # no empty doorway: the first is in view on the first frame
         out += rule.update(d)
     assert [f.details["raw_tracks"] for f in out] == [[2]]
+
+
+def test_leaving_the_post_unseen_counts_half_the_gap() -> None:
+    """At the post from 0.6 s until about 3 s (too short), hidden 2.2-4.6 s, seen next on the
+    way to the filling area: when they left is unknown, so half the unseen time counts (1.6
+    + 1.2 s), not all of it (1.6 + 2.4 s, which would pass them)."""
+    walker = Walker(path((0, ENTRY), (1, AT_POST), (2.8, AT_POST), (4.6, MIDWAY), (6, IN_FILL), (10, IN_FILL)),
+                    hidden=((2.2, 4.6),))
+    _, out = run([walker], max_step_s=2.5)
+    assert len(out) == 1
+    assert 2.6 <= out[0].details["dwell_s"] <= 3.0
