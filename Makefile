@@ -24,9 +24,9 @@ pytest: setup
 
 test: lint typecheck pytest
 
-# The whole simulated city against ground truth (a few minutes; not part of `make test` yet).
+# The whole simulated city against ground truth, alone (a few minutes; also part of `make test`).
 e2e: setup
-	$(VENV)/bin/pytest -p no:cacheprovider -m e2e tests/test_city_e2e.py
+	$(VENV)/bin/pytest -p no:cacheprovider tests/test_city_e2e.py
 
 demo: setup
 	$(VENV)/bin/monitor demo

@@ -14,9 +14,7 @@ an outlet over its licensed capacity), mapped to wall time from the moment the s
 connected to the cameras; correlated ones (a black cylinder, an unscanned fill, an
 overfill, a camera dropping out) from the simulator's ledger.
 
-Run with ``make e2e``. Not yet part of ``make test``: a person standing in the filling area
-whose track is lost and found again can still be judged a second time (a false
-``antistatic_skipped``); see docs/notes/issue-9.md.
+Part of ``make test`` (about three minutes); ``make e2e`` runs it alone.
 """
 
 from __future__ import annotations
@@ -42,7 +40,7 @@ from tests.conftest import ROOT, city_config, running_service
 from tests.support.net import free_port
 from tests.support.rtsp import gst_available
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.rtsp,
+pytestmark = [pytest.mark.slow, pytest.mark.rtsp,
               pytest.mark.skipif(not gst_available(), reason="GStreamer RTSP server missing")]
 
 RUN_S = float(os.environ.get("MONITOR_E2E_SECONDS", "130"))
