@@ -1,18 +1,20 @@
-"""The whole city under load: the soak of issue 9, against the real service in its own process.
+"""The whole city under load: the soak of issue 9, against the real service in its own process(es).
 
     .venv/bin/python -m bench.city                  # 10 minutes, 50 cameras, 200 readings/s, 20 scans/s
     BENCH_QUICK=1 .venv/bin/python -m bench.city    # the same city for 60 s
 
 Size by environment: ``BENCH_SECONDS`` (600; quick 60), ``BENCH_CAMERAS`` (50),
-``BENCH_READINGS_PER_S`` (200), ``BENCH_SCANS_PER_S`` (20), ``BENCH_ROLES`` (``all``: one
-``monitor run`` with every role; ``split``: ``--role video`` in a process of its own beside
-``--role api,control``), ``BENCH_CLIP_POOL`` (2 rendered scenes per kind of camera), ``BENCH_WAIT_QUIET`` (seconds to wait for other heavy jobs
-before starting; 1200, quick 0).
+``BENCH_READINGS_PER_S`` (200), ``BENCH_SCANS_PER_S`` (20), ``BENCH_ROLES`` (the runs, in turn:
+``all``: one ``monitor run`` with every role; ``split``: ``--role video`` in a process of its
+own beside ``--role api,control``; default ``all,split``), ``BENCH_CLIP_POOL`` (2 rendered
+scenes per kind of camera), ``BENCH_WAIT_QUIET`` (seconds to wait for other heavy jobs before
+starting; 1200, quick 0), ``BENCH_DRAIN_MAX`` (seconds to wait after the load for the accepted
+rows to be stored; 600, quick 120), ``BENCH_OUT`` (the result file).
 
 What runs, all on loopback:
 
-- **The service**: ``monitor run`` (api, video, control and the detector in one process, as
-  a small city runs it), its own process, so its memory and CPU are its own.
+- **The service**: ``monitor run`` in processes of its own (their memory and CPU are theirs):
+  every role (api, video with the detector, control) in one, or the video role apart.
 - **The city**: the example city replicated until it has ``BENCH_CAMERAS`` cameras (3
   stations and 6 outlets a copy; outlets licensed for 12 cylinders), every camera on the
   simulator's GStreamer RTSP server at 8 fps, detection at 5 fps. Cameras of one kind share
@@ -81,6 +83,7 @@ CLIP_POOL = int(os.environ.get("BENCH_CLIP_POOL", "2"))
 WAIT_QUIET_S = float(os.environ.get("BENCH_WAIT_QUIET", "0" if QUICK else "1200"))
 # each in turn: "all" (one process, every role), "split" (the video role apart from api,control)
 ROLES = [r.strip() for r in os.environ.get("BENCH_ROLES", "all,split").split(",") if r.strip()]
+OUT = Path(os.environ.get("BENCH_OUT", str(ROOT / "bench" / "results" / "city.json")))
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 LOAD_SITES, LOAD_SCALES = 10, 10  # load stations, scales each
 OUTLET_CAPACITY = 12
@@ -768,6 +771,7 @@ async def measure(cfg: Any, city: Any, services: list[Service], wall: Wall, mqtt
                 if m1 is None and el >= 60:
                     m1 = m
         wall_s = time.time() - t0
+        jobs_at_end = heavy_jobs()
         cpu = {svc.name: proc_cpu_s(svc.pid) - c0[svc.name] for svc in services}
         bench_cpu = time.process_time() - bench_cpu0
         busy1 = machine_busy()
@@ -858,12 +862,13 @@ async def measure(cfg: Any, city: Any, services: list[Service], wall: Wall, mqtt
         "quick": QUICK,
         "command": " ".join([*(f"{k}={os.environ[k]}" for k in ("BENCH_QUICK", "BENCH_SECONDS", "BENCH_CAMERAS",
                                                                 "BENCH_READINGS_PER_S", "BENCH_SCANS_PER_S",
-                                                                "BENCH_CLIP_POOL", "BENCH_ROLES") if k in os.environ),
+                                                                "BENCH_CLIP_POOL", "BENCH_ROLES", "BENCH_DRAIN_MAX",
+                                                                "BENCH_WAIT_QUIET") if k in os.environ),
                              ".venv/bin/python -m bench.city"]),
         "machine": machine(note="2 cores shared by the service, the RTSP simulator, PostgreSQL, Mosquitto, the "
                                 "load and the city simulator (and, see other_jobs, other engineers' work)",
                            load_avg_at_end=[round(x, 2) for x in os.getloadavg()]),
-        "other_jobs": quiet,
+        "other_jobs": {**quiet, "still_running_at_the_end_of_the_soak": jobs_at_end},
         "setup": {
             "seconds": round(wall_s, 1), "cameras": n_cams,
             "roles": "all" if len(services) == 1 else "split",
@@ -943,6 +948,9 @@ async def measure(cfg: Any, city: Any, services: list[Service], wall: Wall, mqtt
                           "request_ms": scan_res["request_ms"],
                           "city_accepted": len(city_ids), "city_stored": len(city_ids & ids),
                           "city_lost": city_scans_lost},
+                "note": "accepted = PUBACK (readings) or a 2xx that says stored (scans); lost = accepted but not "
+                        "in the database when the bench stopped, after the drain: a backlog still draining then "
+                        "(see drain) is counted as lost here",
                 "lost_total": load_lost + max(0, stats["readings"] - n_city) + city_scans_lost + load_scans_lost,
                 "not_yet_stored_when_the_load_ended": backlog_at_end,
                 "all_stored_s_after_the_load_ended": all_stored_after_s, "drain_limit_s": DRAIN_MAX_S,
@@ -999,8 +1007,8 @@ def main() -> None:
         "runs": runs, "time": datetime.now(UTC).isoformat()}
     text = json.dumps(out, indent=1, ensure_ascii=False, default=str)
     print(text)
-    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "bench" / "results" / "city.json").write_text(text + "\n")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(text + "\n")
 
 
 if __name__ == "__main__":
