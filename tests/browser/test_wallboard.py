@@ -183,9 +183,10 @@ async def test_violation_appears_is_acknowledged_and_locks_from_the_alert(
     await op.wait_for_selector(".alerts-view", timeout=WAIT_MS)
     f = _finding()
     await city.app[FINDINGS].submit(f)
-    # the violation is in the queue within 2 s, marked critical, and the alarm sounded
+    # the violation reaches the queue, marked critical, and the alarm sounded (how fast is
+    # the benchmarks' business: bench/wallboard.py, bench/city.py; this wait is only bounded)
     row = f".alert-row[data-rule={f.rule}][data-state=open]"
-    await op.wait_for_selector(row, timeout=2000)
+    await op.wait_for_selector(row, timeout=WAIT_MS)
     await screens.shot(op, "queue-critical")
     assert await op.evaluate("window.__wall.sound.played") >= 1
     await op.click(row)
