@@ -42,8 +42,10 @@ decoded / sampled / gated / handed to the detector / replaced before it took the
 dropped by the model / analysed, per-camera analysed fps; alert latency p50/p95/max and
 the sorted latencies per rule and per kind (video, correlated), with the planted
 violations that got no alert; rows lost (accepted by a PUBACK or a 2xx, not in the
-database: must be 0), each load reading and scan checked by its key. Writes
-``bench/results/city.json``.
+database after the drain: must be 0), each load reading and scan checked by its key; a
+timeline every 15 s (RSS, analysed and decoded fps, the detector queue, the alert inbox,
+``/healthz`` time, the database connections). Several runs (``BENCH_ROLES``) go into one
+``bench/results/city.json``: a summary of each, then each run in full.
 """
 
 from __future__ import annotations
@@ -863,7 +865,7 @@ async def measure(cfg: Any, city: Any, services: list[Service], wall: Wall, mqtt
         "command": " ".join([*(f"{k}={os.environ[k]}" for k in ("BENCH_QUICK", "BENCH_SECONDS", "BENCH_CAMERAS",
                                                                 "BENCH_READINGS_PER_S", "BENCH_SCANS_PER_S",
                                                                 "BENCH_CLIP_POOL", "BENCH_ROLES", "BENCH_DRAIN_MAX",
-                                                                "BENCH_WAIT_QUIET") if k in os.environ),
+                                                                "BENCH_WAIT_QUIET", "BENCH_OUT") if k in os.environ),
                              ".venv/bin/python -m bench.city"]),
         "machine": machine(note="2 cores shared by the service, the RTSP simulator, PostgreSQL, Mosquitto, the "
                                 "load and the city simulator (and, see other_jobs, other engineers' work)",
