@@ -1,9 +1,11 @@
 """An ultralytics OpenVINO export served without ultralytics' per-frame Python.
 
-ultralytics' ``predict`` costs about as much CPU around the model as a small model costs
-inside it (letterbox per image in Python, a float tensor through torch, NMS in torch,
-``Results`` objects): measured here 7 ms per frame around a 9 ms model. This runner keeps
-the same arithmetic and does it where it is cheap:
+ultralytics' ``predict`` wraps the model in Python per image (letterbox, a float tensor
+through torch, NMS in torch, ``Results`` objects). This runner keeps the same arithmetic
+and does it in OpenCV and in the compiled model. Measured honestly, the saving is small
+for YOLOv8n at 640 on a 2-core AVX2 machine: two runs of ``bench.detectors`` gave 5.7 vs
+5.1 and then 5.4 vs 5.7 cameras at 5 fps (lean vs ``predict``), within the noise of a
+shared machine (a cProfile run had suggested ~7 ms a frame, inflated by the profiler):
 
 - the letterbox is ultralytics' own (rectangular, centred, grey 114, bilinear), done with
   OpenCV into one uint8 batch;
