@@ -71,7 +71,7 @@ import aiohttp
 import psycopg
 from psycopg.rows import dict_row
 
-from bench.common import machine, pct
+from bench.common import idle_reading, machine, paced, pct
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -266,27 +266,18 @@ async def _readings(url: str, prefix: str, scales: list[tuple[str, str]], rate: 
                 failed += 1
 
         t0 = time.time()
-        i = 0
-        while time.time() - t0 < seconds:
-            due = t0 + i / rate
-            if due > time.time():
-                await asyncio.sleep(due - time.time())
+        offered = 0
+        async for i in paced(rate, seconds):
             site, scale = scales[i % len(scales)]
-            ts = datetime.now(UTC)
-            prev = last.get((site, scale))
-            if prev is not None and ts <= prev:
-                ts = prev + timedelta(microseconds=1)
-            last[(site, scale)] = ts
-            body = json.dumps({"ts": ts.isoformat(), "gross_kg": round((i % 7) * 0.01, 2), "gun_open": False,
-                               "cylinder": None}).encode()
+            ts, body = idle_reading(last, site, scale, i)
             task = asyncio.ensure_future(one(site, scale, ts, body))
             pending.add(task)
             task.add_done_callback(pending.discard)
-            i += 1
+            offered = i + 1
         wall = time.time() - t0
         if pending:
             await asyncio.wait(list(pending), timeout=60)
-    return {"offered": i, "acked": acked, "failed": failed, "seconds": round(wall, 1),
+    return {"offered": offered, "acked": acked, "failed": failed, "seconds": round(wall, 1),
             "cpu_s": time.process_time()}
 
 
@@ -324,11 +315,8 @@ async def _scans(base: str, keys: dict[str, str], codes: dict[str, list[str]], r
                 refused[str(status)] += 1
 
         t0 = time.time()
-        i = 0
-        while time.time() - t0 < seconds:
-            due = t0 + i / rate
-            if due > time.time():
-                await asyncio.sleep(due - time.time())
+        offered = 0
+        async for i in paced(rate, seconds):
             pair = i // 2
             site = sites[pair % len(sites)]
             code = codes[site][(pair // len(sites)) % len(codes[site])]
@@ -336,11 +324,11 @@ async def _scans(base: str, keys: dict[str, str], codes: dict[str, list[str]], r
             task = asyncio.ensure_future(one(site, body))
             pending.add(task)
             task.add_done_callback(pending.discard)
-            i += 1
+            offered = i + 1
         wall = time.time() - t0
         if pending:
             await asyncio.wait(list(pending), timeout=60)
-    return {"offered": i, "accepted": accepted, "refused": dict(refused), "seconds": round(wall, 1),
+    return {"offered": offered, "accepted": accepted, "refused": dict(refused), "seconds": round(wall, 1),
             "cpu_s": time.process_time(),
             "request_ms": {"p50": _pct([x * 1000 for x in lat], 0.5), "p95": _pct([x * 1000 for x in lat], 0.95),
                            "max": round(max(lat) * 1000, 1) if lat else None}}

@@ -1,11 +1,16 @@
-"""What the benchmarks share: percentiles, a latency summary, and the machine a run was on."""
+"""What the benchmarks share: percentiles, a latency summary, the machine a run was on, and
+the paced load (a steady rate, idle scale readings)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import platform
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -33,3 +38,30 @@ def machine(**extra: Any) -> dict[str, Any]:
     order given: a load average, a note on the figures."""
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
             **extra}
+
+
+async def paced(rate: float, seconds: float) -> AsyncIterator[int]:
+    """0, 1, 2, ... for ``seconds``, the i-th not before ``i / rate`` seconds from the start (never
+    ahead of the rate, catching up when behind); as fast as the consumer goes when ``rate`` is 0."""
+    t0 = time.time()
+    i = 0
+    while time.time() - t0 < seconds:
+        if rate > 0:
+            due = t0 + i / rate
+            if due > time.time():
+                await asyncio.sleep(due - time.time())
+        yield i
+        i += 1
+
+
+def idle_reading(last: dict[tuple[str, str], datetime], site: str, scale: str, i: int) -> tuple[datetime, bytes]:
+    """An idle scale's reading (no fill: the load measures ingest, not the rules), timed now but
+    strictly after the scale's previous one (``last`` is updated)."""
+    ts = datetime.now(UTC)
+    prev = last.get((site, scale))
+    if prev is not None and ts <= prev:
+        ts = prev + timedelta(microseconds=1)
+    last[(site, scale)] = ts
+    body = json.dumps({"ts": ts.isoformat(), "gross_kg": round((i % 7) * 0.01, 2), "gun_open": False,
+                       "cylinder": None}).encode()
+    return ts, body

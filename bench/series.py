@@ -90,26 +90,12 @@ async def _publish(url: str, prefix: str, scales: list[tuple[str, str]], rate: f
     last: dict[tuple[str, str], datetime] = {}
     async with aiomqtt.Client(host, int(port), identifier=f"bench-pub-{uuid.uuid4().hex[:8]}",
                               max_inflight_messages=200, logger=logging.getLogger("mqtt")) as c:
-        t0 = time.time()
-        i = 0
         window: list[asyncio.Task[None]] = []
-        while time.time() - t0 < seconds:
-            if rate > 0:
-                due = t0 + i / rate
-                if due > time.time():
-                    await asyncio.sleep(due - time.time())
+        async for i in common.paced(rate, seconds):
             site, scale = scales[i % len(scales)]
-            ts = datetime.now(UTC)
-            prev = last.get((site, scale))
-            if prev is not None and ts <= prev:
-                ts = prev + timedelta(microseconds=1)
-            last[(site, scale)] = ts
-            # an idle scale's readings (no fills: this measures ingest, not the rules)
-            body = json.dumps({"ts": ts.isoformat(), "gross_kg": round((i % 7) * 0.01, 2),
-                               "gun_open": False, "cylinder": None}).encode()
+            _, body = common.idle_reading(last, site, scale, i)
             times.append(time.time())
             window.append(asyncio.ensure_future(c.publish(f"{prefix}/{site}/scale/{scale}/reading", body, qos=1)))
-            i += 1
             if len(window) >= 50:
                 await asyncio.gather(*window)
                 window.clear()
