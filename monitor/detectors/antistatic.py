@@ -20,10 +20,10 @@ the time it spent in each zone, the frame time to snapshot and its box.
 - A person already in view in the first frame the rule sees was there before we watched;
   whether and how long they discharged is unknown, so their first visit is not judged (a
   camera that just (re)connected, or a worker that just took it over, must not accuse
-  someone whose discharge it saw only the end of, or not at all). So is someone first seen inside the filling area
-  within ``warmup_s`` of that first frame: they were there too, missed by the detector or
-  not yet confirmed by the tracker (a worker taking a camera over must not judge again
-  someone its previous holder judged).
+  someone whose discharge it saw only the end of, or not at all). Nor is someone first
+  seen inside the filling area within ``warmup_s`` of that first frame: they were there
+  too, missed by the detector or not yet confirmed by the tracker (a worker taking a
+  camera over must not judge again someone its previous holder judged).
 - State of a person is pruned when the person ends (unseen for ``reid_gap_s``).
 """
 

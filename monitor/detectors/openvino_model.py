@@ -15,7 +15,7 @@ shared machine (a cProfile run had suggested ~7 ms a frame, inflated by the prof
   batched NMS at ultralytics' IoU (0.7), at most ``max_det`` per frame;
 - boxes are mapped back to the frame the way ultralytics' ``scale_boxes`` does.
 
-``tests/detectors/test_openvino_model.py`` checks that its detections equal ultralytics'
+``tests/detectors/test_runner.py`` checks that its detections equal ultralytics'
 ``predict`` on the same frames.
 """
 
