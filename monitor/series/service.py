@@ -13,7 +13,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -26,7 +25,7 @@ from monitor.series.fills import FillEvent, FillSegmenter, SegmenterParams
 from monitor.series.ingest import ReadingError, ReadingParser, Refusals, ScaleSubscriber
 from monitor.series.model import Reading, ScanRecord
 from monitor.series.scans import judge_and_store
-from monitor.series.spool import Spool
+from monitor.series.spool import Spool, spool_dir_for
 from monitor.series.writer import Ack, Item, SeriesWriter
 from monitor.store.db import Database
 
@@ -59,8 +58,10 @@ class SeriesService:
         params = SegmenterParams(load_min_kg=c.load_min_kg, fill_min_kg=c.fill_min_kg, lift_grace_s=c.lift_grace_s)
         self.segmenters: dict[tuple[str, str], FillSegmenter] = {
             (s.id, sc.id): FillSegmenter(s.id, sc.id, sc.gun, params) for s in cfg.sites for sc in s.scales}
-        # one spool per process kind, so an api and a control process on one host never share files
-        self.spool = Spool(Path(c.spool_dir) / "-".join(sorted(roles & {"api", "control"})), c.spool_max_bytes)
+        # one spool per database and process kind, and one slot per running process (flock):
+        # processes on one host never share files, nor flush one database's rows into another
+        self.spool = Spool(spool_dir_for(c.spool_dir, cfg.database.url, roles & {"api", "control"}),
+                           c.spool_max_bytes, slots=True)
         self.writer = SeriesWriter(db, self.spool, db_ready=db_ready, scan_flush=self._flush_scans,
                                    scans_stored=self._notify_scans)
         self.subscriber = ScaleSubscriber(cfg, f"{client_id}-scales", self.on_message)

@@ -7,13 +7,23 @@ segments back oldest first; the caller writes one to the database (idempotently:
 by scale and time, scans by their id, fills by scale and start) and only then deletes it,
 so a crash mid-flush re-flushes a segment without duplicating a row: in order, once.
 A torn last line (a crash mid-append, never acknowledged) is skipped and counted.
+
+One process per folder: ``open`` takes an exclusive ``flock`` on the folder's ``.lock``
+(the kernel drops it when the process ends, however it ends). With ``slots=True`` the
+folder given is a parent, and the spool takes the first of ``0/``, ``1/``, … that no
+running process holds: two services on one host never append to or flush each other's
+files, and a crashed process's slot is flushed by the next process that takes it.
+``spool_dir_for`` names the parent after the database, so a service never flushes
+records meant for another database into its own.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +39,27 @@ log = logging.getLogger(__name__)
 
 class SpoolFull(ServiceUnavailable):
     code = "spool_full"
+
+
+class SpoolBusy(ServiceUnavailable):
+    code = "spool_busy"
+
+
+MAX_SLOTS = 64
+
+
+def spool_dir_for(base: str | os.PathLike[str], database_url: str, roles: Iterable[str]) -> Path:
+    """``base/<database>@<host>-<port>/<roles>``: the spool parent of one kind of process
+    writing to one database (host and name from the libpq URL)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        info = conninfo_to_dict(database_url)
+    except Exception:  # an unparsable URL fails at connect; name the folder by its text
+        info = {"dbname": database_url}
+    key = f"{info.get('dbname') or 'postgres'}@{info.get('host') or 'local'}-{info.get('port') or 5432}"
+    safe = re.sub(r"[^A-Za-z0-9._@-]+", "_", key)
+    return Path(base) / safe / ("-".join(sorted(roles)) or "none")
 
 
 Item = Reading | ScanRecord | Fill
@@ -75,8 +106,12 @@ class SpoolStats:
 class Spool:
     """Bounded, fsync-ed, append-only segments. Thread-safe (appends run in a worker thread)."""
 
-    def __init__(self, directory: str | os.PathLike[str], max_bytes: int, *, segment_bytes: int = 8 * 1024**2) -> None:
+    def __init__(self, directory: str | os.PathLike[str], max_bytes: int, *, segment_bytes: int = 8 * 1024**2,
+                 slots: bool = False) -> None:
         self.dir = Path(directory)
+        self.base = self.dir
+        self.slots = slots
+        self._lock_fd: int | None = None
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.stats = SpoolStats()
@@ -89,7 +124,14 @@ class Spool:
         self.records = 0  # records waiting (approximate after a restart: counted when read)
 
     def open(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.slots:
+            for i in range(MAX_SLOTS):
+                if self._take(self.base / str(i)):
+                    break
+            else:
+                raise SpoolBusy(f"spool {self.base}: all {MAX_SLOTS} slots are held by running processes")
+        elif not self._take(self.dir):
+            raise SpoolBusy(f"spool {self.dir} is held by another running process (its .lock)")
         with self._lock:
             self._segments = sorted(self.dir.glob("*.jsonl"))
             self.bytes = sum(p.stat().st_size for p in self._segments)
@@ -97,9 +139,27 @@ class Spool:
             log.warning("spool %s holds %d segment(s), %d bytes from before: they will be flushed",
                         self.dir, len(self._segments), self.bytes)
 
+    def _take(self, d: Path) -> bool:
+        """Lock folder ``d`` for this process (False: another process holds it)."""
+        d.mkdir(parents=True, exist_ok=True)
+        fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+        self.dir = d
+        return True
+
     def close(self) -> None:
         with self._lock:
             self._close_current()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = None
 
     @property
     def empty(self) -> bool:

@@ -178,7 +178,7 @@ class SeriesWriter:
             self.stats.dead_letters += len(values)
             log.exception("series writer: %d record(s) refused by the database (%s); kept in %s",
                           len(values), type(e).__name__, self.dead_dir)
-            dead = Spool(self.dead_dir, max_bytes=1 << 62)
+            dead = Spool(self.dead_dir, max_bytes=1 << 62, slots=True)
             await asyncio.to_thread(dead.open)
             await asyncio.to_thread(dead.append, values)
             await asyncio.to_thread(dead.close)

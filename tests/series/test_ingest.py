@@ -174,7 +174,7 @@ async def test_nothing_lost_when_the_database_goes_away(session_db: str, mqtt_ur
                 for r in readings(100):
                     await pub.publish(topic(prefix, r), payload(r), qos=1)
                 await until(lambda: svc.subscriber.acked >= 400, 30, "readings acknowledged into the spool")
-            assert any((tmp_path / "spool" / "api-control").glob("*.jsonl"))
+            assert any((tmp_path / "spool").glob("*/api-control/0/*.jsonl"))  # <database>/<roles>/<slot>
             await proxy.start()
             async with service(cfg, roles=ROLES) as (_url, app2):
                 svc2: SeriesService = app2[SERIES]

@@ -11,7 +11,7 @@ import pytest
 from monitor.config import load_config
 from monitor.series.ingest import ReadingError, ReadingParser
 from monitor.series.model import Fill, Reading, ScanRecord
-from monitor.series.spool import Spool, SpoolFull
+from monitor.series.spool import Spool, SpoolBusy, SpoolFull, spool_dir_for
 from monitor.series.web import RateLimiter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,3 +119,28 @@ def test_rate_limiter_sliding_minute() -> None:
     assert lim.retry_after("a") == 0
     lim.retry_after("c")  # a third client: the least recently seen is forgotten
     assert len(lim._seen) == 2
+
+
+def test_spool_slots_keep_processes_apart_and_a_freed_slot_is_taken_again(tmp_path: Path) -> None:
+    a = Spool(tmp_path, max_bytes=1 << 20, slots=True)
+    b = Spool(tmp_path, max_bytes=1 << 20, slots=True)
+    a.open()
+    b.open()  # a second process on this host: its own slot, never a's files
+    assert (a.dir, b.dir) == (tmp_path / "0", tmp_path / "1")
+    a.append(items())
+    assert b.empty and not a.empty
+    a.close()  # a's process ends (a crash drops the flock the same way)
+    c = Spool(tmp_path, max_bytes=1 << 20, slots=True)
+    c.open()
+    assert c.dir == tmp_path / "0" and len(c.pending()) == 1  # what a left is flushed by the next taker
+    with pytest.raises(SpoolBusy, match="held by another running process"):
+        Spool(tmp_path / "1", max_bytes=1 << 20).open()
+    b.close()
+    c.close()
+
+
+def test_spool_folder_is_named_after_the_database_and_the_roles() -> None:
+    d = spool_dir_for("var/spool", "postgresql://postgres@127.0.0.1:5433/monitor_demo", {"control", "api"})
+    assert d == Path("var/spool/monitor_demo@127.0.0.1-5433/api-control")
+    other = spool_dir_for("var/spool", "host=/run/postgresql dbname=test", {"api"})
+    assert other == Path("var/spool/test@_run_postgresql-5432/api")
