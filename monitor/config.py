@@ -193,6 +193,10 @@ class MediaConfig(Strict):
     lease_ttl_s: float = Field(8.0, ge=2, le=120, description="a worker that stops renewing loses its cameras "
                                "after this long (then another takes them over)")
     lease_renew_s: float = Field(2.0, gt=0, le=60, description="how often a worker renews its leases and claims")
+    max_cameras: int | None = Field(
+        None, ge=1, description="the most cameras one video worker (--role video) analyses; size it from the "
+        "detectors bench (docs/operations.md). Cameras beyond every worker's capacity are left unassigned "
+        "and reported (monitor_video_cameras_unassigned), never silently half-analysed. Default: no limit")
 
     @model_validator(mode="after")
     def _lease_times(self) -> MediaConfig:

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from monitor.store.leases import LeaseKeeper
+from monitor.store.leases import UNASSIGNED, LeaseKeeper, shares
 from monitor.store.migrate import migrate_url
 
 
@@ -93,3 +93,36 @@ async def test_a_paused_worker_is_fenced_off_without_asking(fresh_db: str) -> No
         assert ch.lost == {"cam-00", "cam-01"} and a.generation("cam-00") is None
         a.drop()
         assert a.held == {} and a.generation("cam-01") is None
+
+
+def test_shares_are_even_but_never_above_a_workers_capacity() -> None:
+    assert shares(10, {"a": None, "b": None}) == {"a": 5, "b": 5}
+    assert shares(10, {"a": 3, "b": None}) == {"a": 3, "b": 7}  # what a cannot take goes to b
+    assert shares(10, {"a": 3, "b": 2}) == {"a": 3, "b": 2}  # 5 cameras beyond both
+    assert sum(shares(30, {f"w{i}": None for i in range(4)}).values()) == 30
+    assert shares(0, {"a": 4}) == {"a": 0}
+    # uneven: the worker holding more keeps the larger share (fewer cameras move)
+    assert shares(3, {"a": None, "b": None}, {"b": 3}) == {"b": 2, "a": 1}
+
+
+async def test_a_worker_takes_no_more_than_its_capacity_and_the_rest_are_reported(fresh_db: str) -> None:
+    await _city(fresh_db, 10)
+    a, b = LeaseKeeper("a", ttl_s=2.0, capacity=3), LeaseKeeper("b", ttl_s=2.0)
+    ca, cb = await _conn(fresh_db), await _conn(fresh_db)
+    async with ca, cb:
+        await a.register(ca)
+        await a.tick(ca)
+        assert len(a.held) == 3 and len(a.unassigned) == 7 and a.short == 7
+        assert UNASSIGNED._value.get() == 7  # the metric an operator's alerting watches
+        await b.register(cb)
+        for _ in range(3):
+            await b.tick(cb)
+            await a.tick(ca)
+        assert len(a.held) == 3 and len(b.held) == 7  # b takes what a cannot
+        assert a.unassigned == [] and a.short == 0 and UNASSIGNED._value.get() == 0
+        # b stops: its cameras do not all fall to a, which stays at its capacity
+        await b.release_all(cb)
+        await a.tick(ca)
+        assert len(a.held) == 3 and a.short == 7 and len(a.unassigned) == 7
+        cur = await ca.execute("SELECT capacity FROM video_workers WHERE worker = 'a'")
+        assert (await cur.fetchone()) == {"capacity": 3}

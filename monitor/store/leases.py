@@ -7,6 +7,14 @@ and gives back cameras above its share so a newly started worker gets some. A wo
 that dies stops renewing; its leases expire after ``ttl_s`` and the others take them.
 Nothing home-made where PostgreSQL gives the guarantee: the row lock decides who wins.
 
+Capacity: a worker started with ``capacity`` (``media.max_cameras``, sized from the
+detectors bench) never holds more cameras than that. Shares are water-filled
+(``shares``): workers of small capacity are filled first, the rest split evenly among
+the others. Cameras beyond every live worker's capacity stay unassigned; each tick
+counts them (``unassigned``, the metric ``monitor_video_cameras_unassigned``) and names
+them in a warning, so an operator sees "these cameras are not analysed: add a worker"
+instead of a worker that claims every camera and analyses almost none of their frames.
+
 Fencing: ``generation(camera)`` says, without a round trip, whether this worker may still
 report for a camera: it holds the lease, and the lease cannot have expired yet. A tick
 notes the monotonic time before its transaction began; the database's ``now()`` is that
@@ -26,8 +34,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from prometheus_client import Gauge
 
 log = logging.getLogger(__name__)
+
+UNASSIGNED = Gauge("monitor_video_cameras_unassigned",
+                   "active cameras no live video worker holds (every worker at its max_cameras, or none running)")
+HELD = Gauge("monitor_video_cameras_leased", "cameras this video worker holds a lease on")
+
+
+def shares(cameras: int, capacities: dict[str, int | None], held: dict[str, int] | None = None) -> dict[str, int]:
+    """Each live worker's share of ``cameras``: even, but never above a worker's capacity
+    (None: no limit); what a small worker cannot take goes to the others (water-filling,
+    smallest capacity first). Where even shares differ by one, the workers holding more
+    now get the larger ones (fewer cameras move). Every worker computes the same answer
+    from the same rows."""
+    now = held or {}
+    order = sorted(capacities, key=lambda w: (math.inf if capacities[w] is None else capacities[w],
+                                              -now.get(w, 0), w))
+    out: dict[str, int] = {}
+    left = cameras
+    for i, w in enumerate(order):
+        even = math.ceil(left / (len(order) - i)) if left > 0 else 0
+        cap = capacities[w]
+        out[w] = even if cap is None else min(cap, even)
+        left -= out[w]
+    return out
 
 
 @dataclass
@@ -37,10 +69,16 @@ class LeaseChange:
 
 
 class LeaseKeeper:
-    def __init__(self, worker: str | None = None, *, ttl_s: float = 10.0, renew_s: float = 3.0) -> None:
+    def __init__(self, worker: str | None = None, *, ttl_s: float = 10.0, renew_s: float = 3.0,
+                 capacity: int | None = None) -> None:
+        if capacity is not None and capacity < 1:
+            raise ValueError(f"capacity must be at least 1 camera, got {capacity}")
         self.worker = worker or f"{socket.gethostname()}-{os.getpid()}"
         self.ttl_s = ttl_s
         self.renew_s = renew_s
+        self.capacity = capacity
+        self.unassigned: list[str] = []  # active cameras no live worker held at the last tick
+        self.short = 0  # cameras beyond every live worker's capacity at the last tick
         self.held: dict[str, int] = {}
         self.valid_until = -math.inf  # monotonic: every lease in ``held`` lasts at least until then
 
@@ -54,9 +92,9 @@ class LeaseKeeper:
     async def register(self, conn: psycopg.AsyncConnection[Any]) -> None:
         async with conn.transaction():
             await conn.execute(
-                """INSERT INTO video_workers (worker, host, pid) VALUES (%s, %s, %s)
-                   ON CONFLICT (worker) DO UPDATE SET seen_at = now()""",
-                (self.worker, socket.gethostname(), os.getpid()),
+                """INSERT INTO video_workers (worker, host, pid, capacity) VALUES (%s, %s, %s, %s)
+                   ON CONFLICT (worker) DO UPDATE SET seen_at = now(), capacity = EXCLUDED.capacity""",
+                (self.worker, socket.gethostname(), os.getpid(), self.capacity),
             )
             await conn.execute(
                 """INSERT INTO camera_leases (camera_id)
@@ -80,15 +118,23 @@ class LeaseKeeper:
                 log.warning("lease on camera %s lost by %s", c, self.worker)
             self.held = renewed
             cur = await conn.execute(
-                """SELECT count(*) AS cams,
-                          (SELECT count(*) FROM video_workers
-                            WHERE worker <> %s AND seen_at > now() - %s::interval) AS others
-                   FROM camera_leases l JOIN cameras c ON c.id = l.camera_id WHERE c.active""",
-                (self.worker, ttl),
+                """SELECT count(*) AS cams FROM camera_leases l JOIN cameras c ON c.id = l.camera_id WHERE c.active"""
             )
             row = await cur.fetchone()
             assert row is not None
-            share = math.ceil(row["cams"] / (row["others"] + 1)) if row["cams"] else 0
+            cur = await conn.execute(
+                """SELECT w.worker, w.capacity,
+                          (SELECT count(*) FROM camera_leases l
+                            WHERE l.worker = w.worker AND l.expires_at > now()) AS held
+                   FROM video_workers w WHERE w.worker = %s OR w.seen_at > now() - %s::interval""",
+                (self.worker, ttl),
+            )
+            rows = await cur.fetchall()
+            caps: dict[str, int | None] = {r["worker"]: r["capacity"] for r in rows}
+            caps[self.worker] = self.capacity
+            split = shares(row["cams"], caps, {r["worker"]: int(r["held"]) for r in rows})
+            share = split[self.worker]
+            short = row["cams"] - sum(split.values())  # beyond every live worker's capacity
             want = share - len(self.held)
             if want > 0:
                 cur = await conn.execute(
@@ -115,7 +161,20 @@ class LeaseKeeper:
                 for c in extra:
                     ch.lost.add(c)
                     del self.held[c]
+            cur = await conn.execute(
+                """SELECT l.camera_id FROM camera_leases l JOIN cameras c ON c.id = l.camera_id
+                   WHERE c.active AND (l.worker IS NULL OR l.expires_at <= now()) ORDER BY 1"""
+            )
+            unassigned = [r["camera_id"] for r in await cur.fetchall()]
         self.valid_until = began + self.ttl_s
+        HELD.set(len(self.held))
+        UNASSIGNED.set(len(unassigned))
+        if short > 0 and unassigned != self.unassigned:
+            log.warning("video leases: %d camera(s) beyond the capacity of every live video worker "
+                        "(media.max_cameras): not analysed: %s; start another video worker", len(unassigned),
+                        ", ".join(unassigned[:20]) + (" …" if len(unassigned) > 20 else ""))
+        self.unassigned = unassigned
+        self.short = short
         if ch.gained:
             log.info("worker %s claimed %s", self.worker, ", ".join(sorted(ch.gained)))
         return ch

@@ -67,7 +67,8 @@ def setup(app: web.Application) -> None:
             # roles split over processes: video workers share the cameras through leases
             media = app[CONFIG].media
             svc.start_leased(app[TASKS], app[DB], app[DB_READY],
-                             LeaseKeeper(ttl_s=media.lease_ttl_s, renew_s=media.lease_renew_s))
+                             LeaseKeeper(ttl_s=media.lease_ttl_s, renew_s=media.lease_renew_s,
+                                         capacity=media.max_cameras))
         yield
         svc.close()
 
