@@ -33,6 +33,7 @@ RULES: dict[str, Severity] = {
     "lock_unconfirmed": "critical",
     "interlock_refused": "info",
     "camera_offline": "warning",
+    "detector_behind": "warning",
 }
 INVALID_REASONS = ("unregistered", "scrapped", "over_age", "inspection_due", "foreign")
 
@@ -53,6 +54,11 @@ class Finding:
     details: dict[str, Any] = field(default_factory=dict)  # evidence: tracks, frame times, scan ids, readings
     # An annotated JPEG of the moment (detectors: boxes, track ids, zones drawn); not in as_json.
     image: bytes | None = field(default=None, repr=False, compare=False)
+    # Video workers sharing cameras through leases: (camera, worker, lease generation) the
+    # finding was observed under. The alert engine files it only if that lease still holds,
+    # checked in the transaction that writes it (``camera_leases`` row locked FOR SHARE); not
+    # in as_json. None: no lease involved (one process runs every camera, or not a camera).
+    fence: tuple[str, str, int] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:

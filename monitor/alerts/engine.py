@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 FINDINGS_IN = Counter("monitor_alert_findings_total", "findings filed by the alert engine")
 ALERT_CHANGES = Counter("monitor_alert_changes_total", "alert changes committed", ["change"])
+FENCED = Counter("monitor_alert_findings_fenced_total",
+                 "findings not filed: observed under a camera lease that no longer held when written")
 WRITE_FAILURES = Counter("monitor_alert_write_failures_total", "alert batches that failed to write")
 INBOX = Gauge("monitor_alert_inbox", "findings waiting for the alert writer")
 BATCH_SECONDS = Histogram("monitor_alert_batch_seconds", "time to write one batch of findings",
@@ -71,6 +73,7 @@ class EngineStats:
     batches: int = 0
     write_retries: int = 0
     lost: int = 0  # findings of batches refused by the database for a reason other than its absence
+    fenced: int = 0  # findings not filed: their camera's lease had passed to another worker
     events: int = 0
     last_batch: int = 0
 
@@ -184,7 +187,22 @@ class AlertEngine:
 
     async def process(self, batch: Sequence[Finding]) -> list[Change]:
         """File ``batch`` (after any findings put back by the last one) and write it, retrying
-        while the database is away."""
+        while the database is away. A finding whose camera lease (``Finding.fence``) no longer
+        holds when the batch is written is not filed: the transaction is rolled back, the live
+        alerts are read again and the rest of the batch is filed without it."""
+        while True:
+            try:
+                return await self._process(batch)
+            except _Fenced as e:
+                self.stats.fenced += len(e.findings)
+                FENCED.inc(len(e.findings))
+                for f in e.findings:
+                    assert f.fence is not None
+                    log.warning("alert engine: %s on %s not filed: observed under lease generation %d of worker %s, "
+                                "which no longer holds the camera", f.rule, f.source, f.fence[2], f.fence[1])
+                batch = []  # the rest of the batch waits in _requeue
+
+    async def _process(self, batch: Sequence[Finding]) -> list[Change]:
         async with self.lock:
             if self._requeue:
                 batch = [*self._requeue, *batch]
@@ -200,7 +218,13 @@ class AlertEngine:
                     t.findings.append(f)
                     if o.change is not None:
                         t.kinds.append(o.change)
-            changes = await self._commit(list(touched.values()), filed)
+            try:
+                changes = await self._commit(list(touched.values()), filed)
+            except _Fenced as e:
+                stale = {id(f) for f in e.findings}
+                self._requeue = [f for f in batch if id(f) not in stale]
+                await self.rebuild()  # the book observed them: start again from what the database holds
+                raise
             self.stats.filed += len(batch)
             self.stats.batches += 1
             self.stats.last_batch = len(batch)
@@ -222,6 +246,23 @@ class AlertEngine:
         self._after(out)
         self._progress.set()
         return out
+
+    async def _check_fences(self, conn: Conn, findings: Sequence[Finding]) -> None:
+        """Raise ``_Fenced`` (rolling the transaction back) if a fenced finding's lease has
+        passed to another worker or run out. The rows stay locked FOR SHARE until the commit:
+        a worker claiming the camera meanwhile skips it (``FOR UPDATE SKIP LOCKED``)."""
+        fenced = [f for f in findings if f.fence is not None]
+        if not fenced:
+            return
+        cur = await conn.execute(
+            """SELECT camera_id, worker, generation FROM camera_leases
+               WHERE camera_id = ANY(%s) AND expires_at > now() FOR SHARE""",
+            (sorted({f.fence[0] for f in fenced if f.fence is not None}),),
+        )
+        live = {(r["camera_id"], r["worker"], int(r["generation"])) for r in await cur.fetchall()}
+        stale = [f for f in fenced if f.fence not in live]
+        if stale:
+            raise _Fenced(stale)
 
     async def _commit(self, touched: list[_Touch], filed: list[tuple[Finding, Alert | None]]) -> list[Change]:
         backoff = Backoff(initial=0.2, cap=5.0)
@@ -255,6 +296,7 @@ class AlertEngine:
         self, conn: Conn, touched: list[_Touch], filed: list[tuple[Finding, Alert | None]]
     ) -> _Result:
         """One transaction; touches no in-memory alert (the caller applies the result after commit)."""
+        await self._check_fences(conn, [f for f, _ in filed])
         res = _Result()
         new = [t for t in touched if t.alert.id is None]
         old = [t for t in touched if t.alert.id is not None]
@@ -506,6 +548,15 @@ class AlertEngine:
 
 def _top(changes: Sequence[Change]) -> str:
     return max((c.kind for c in changes), key=lambda k: _RANK[k], default="updated")
+
+
+@dataclass
+class _Fenced(Exception):
+    """Some findings' camera leases no longer hold: the write is rolled back without them."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        super().__init__(f"{len(findings)} finding(s) observed under a lease that no longer holds")
+        self.findings = findings
 
 
 @dataclass

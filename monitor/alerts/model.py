@@ -26,7 +26,8 @@ Key = tuple[str, str, str, str]  # rule, site, source, subject
 # Conditions resolve by themselves after the clear hold; everything else is a safety
 # violation (or an event) and is latched until a supervisor closes it.
 CONDITION_RULES = frozenset(
-    {"device_silent", "storage_over_capacity", "camera_offline", "stock_mismatch", "lock_unconfirmed"}
+    {"device_silent", "storage_over_capacity", "camera_offline", "stock_mismatch", "lock_unconfirmed",
+     "detector_behind"}
 )
 SEV_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
 

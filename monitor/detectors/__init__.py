@@ -69,7 +69,8 @@ async def _ctx(app: web.Application) -> AsyncIterator[None]:
     # when video workers share the cameras); a camera this process starts reporting for
     # continues the live alerts its previous holder left.
     svc = DetectorService(app[CONFIG], video.feed, app[FINDINGS].submit, hub=app[HUB], write_counts=store,
-                          cameras=set(video.cameras), leases=video, resume=resume)
+                          cameras=set(video.cameras), leases=video, resume=resume,
+                          replaced=lambda cam: video.feed.dropped.get(cam, 0))
     app[DETECTORS] = svc
     app[SERVICES]["detectors"] = svc
     app[TASKS].supervise("detectors", svc.run)

@@ -24,6 +24,13 @@ camera's pipeline starts afresh (so people already in the filling area are not j
 news), and new people are numbered after those its alerts name, so a new person's alert is
 never merged into an old one's.
 
+Keeping up (``watch.KeepUpWatch``): every ``KEEPUP_EVERY_S`` the service compares, per
+camera, the frames it analysed with the frames handed to it (those the feed replaced
+before the detector took them included: ``replaced``). A camera whose frames are mostly
+never analysed raises the condition ``detector_behind`` (its rules are not really
+watched: the worker has more cameras than its detector takes; see ``media.max_cameras``),
+which clears when it keeps up again.
+
 The service knows frames only through the small ``FrameFeed`` protocol the entry hands it.
 """
 
@@ -31,21 +38,23 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from monitor.config import CameraConfig, Config, DetectorConfig, SiteConfig
 from monitor.detectors.detections import Detections
 from monitor.detectors.pipeline import CameraPipeline, FrameResult
 from monitor.detectors.runner import InferenceWorker, ModelRunner
 from monitor.detectors.storage import StorageRule
+from monitor.detectors.watch import KeepUp, KeepUpWatch
 from monitor.errors import MonitorError
 from monitor.findings import Finding
 from monitor.video.frame import Frame
@@ -60,7 +69,10 @@ SKIPPED = Counter("monitor_detector_frames_skipped_total",
                   ["why"])
 FENCED = Counter("monitor_detector_fenced_total",
                  "results not reported: the camera's lease was lost while its frame was analysed", ["what"])
+BEHIND = Gauge("monitor_detector_cameras_behind",
+               "cameras whose frames this process's detector mostly does not analyse (detector_behind)")
 COUNT_EVERY_S = 10.0
+KEEPUP_EVERY_S = 5.0
 FLUSH_EVERY_S = 2.0
 RESUME_WAIT_S = 10.0  # frames of a newly taken camera wait at most this long for its Takeover
 _PERSON_SUBJECT = re.compile(r"track-(\d+)")  # the anti-static rule's alert subject
@@ -72,6 +84,9 @@ class FrameFeed(Protocol):
 
 class LeaseView(Protocol):
     def lease_generation(self, camera: str) -> int | None: ...
+
+    @property
+    def lease_worker(self) -> str | None: ...  # this worker's name in camera_leases (None: no leases)
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,7 @@ class DetectorService:
         hub: Publisher | None = None, write_counts: CountWriter | None = None,
         cameras: set[str] | None = None, buffer_rows: int = 10_000,
         leases: LeaseView | None = None, resume: Resume | None = None,
+        replaced: Callable[[str], int] | None = None,
     ) -> None:
         self.cfg = cfg
         self.feed = feed
@@ -124,6 +140,10 @@ class DetectorService:
         self.write_counts = write_counts
         self.leases = leases
         self.resume = resume
+        self.replaced = replaced  # camera -> frames the feed replaced before we took them (cumulative)
+        self.keepup = KeepUpWatch()
+        self._taken: dict[str, int] = {}
+        self._analysed: dict[str, int] = {}
         self.pipes: dict[str, CameraPipeline] = {}
         self._cams: dict[str, tuple[SiteConfig, CameraConfig]] = {}
         self._gen: dict[str, int] = {}  # camera -> lease generation its pipeline reports under
@@ -186,10 +206,15 @@ class DetectorService:
                 log.error("detectors: cannot load the model: %s; retrying in 60s", e)
                 await asyncio.sleep(60.0)
         log.info("detectors running on %d camera(s): %s", len(self.pipes), ", ".join(sorted(self.pipes)))
+        next_check = time.monotonic() + KEEPUP_EVERY_S
         while True:
             frames = [f for f in await self.feed.wait(timeout_s=1.0) if f.camera in self.pipes]
             if frames:
                 await self.step(frames)
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + KEEPUP_EVERY_S
+                for finding in self.check_keepup(time.monotonic()):
+                    await self.submit(finding)
 
     async def step(self, frames: list[Frame]) -> list[tuple[str, FrameResult]]:
         """One round: the frames' detections (batched), the pipelines, then the outputs."""
@@ -197,6 +222,8 @@ class DetectorService:
             frames = [f for f in frames if self._admit(f.camera)]
             if not frames:
                 return []
+        for f in frames:
+            self._taken[f.camera] = self._taken.get(f.camera, 0) + 1
         dets = await asyncio.gather(
             *(self.workers[self.groups[f.camera]].detect(f.camera, f.ts, f.image) for f in frames)
         )
@@ -206,11 +233,12 @@ class DetectorService:
             results = [(cam, r) for cam, r in results if self._still_ours(cam, r)]
         for cam, r in results:
             self.frames += 1
+            self._analysed[cam] = self._analysed.get(cam, 0) + 1
             CAMERA_FRAMES.labels(cam).inc()
             for finding in r.findings:
                 FINDINGS.labels(finding.rule).inc()
                 self.findings += 1
-                await self.submit(finding)
+                await self.submit(self._fenced(cam, finding))
             if self.hub is not None:
                 self.hub.publish(f"detections:{cam}", {"type": "detections", **r.dets.as_json(),
                                                        "site": self.pipes[cam].site.id})
@@ -220,6 +248,53 @@ class DetectorService:
 
     def _process(self, todo: list[tuple[Frame, Detections]]) -> list[tuple[str, FrameResult]]:
         return [(f.camera, self.pipes[f.camera].process(f.ts, f.image, d)) for f, d in todo]
+
+    # -- keeping up ------------------------------------------------------------------------
+    def check_keepup(self, now: float) -> list[Finding]:
+        """``detector_behind`` findings (raised or cleared) for the cameras this process
+        reports for whose state changed; a camera no longer ours is forgotten."""
+        if self.replaced is None:
+            return []
+        out: list[Finding] = []
+        for cam in self.pipes:
+            if self.leases is not None and (
+                self.leases.lease_generation(cam) is None or self._gen.get(cam) is None
+            ):
+                if cam in self.keepup.behind:
+                    log.info("detectors: %s is no longer this process's; its keep-up state is dropped", cam)
+                self.keepup.forget(cam)
+                continue
+            offered = self._taken.get(cam, 0) + self.replaced(cam)
+            change = self.keepup.update(cam, now, self._analysed.get(cam, 0), offered)
+            if change is not None:
+                out.append(self._fenced(cam, self._behind_finding(change)))
+        BEHIND.set(len(self.keepup.behind))
+        return out
+
+    def _fenced(self, cam: str, f: Finding) -> Finding:
+        """The finding carries the lease it was observed under: the alert engine files it only
+        if that lease still holds when it writes it (checked in the same transaction)."""
+        worker = self.leases.lease_worker if self.leases is not None else None
+        gen = self._gen.get(cam)
+        if worker is None or gen is None:
+            return f
+        return dataclasses.replace(f, fence=(cam, worker, gen))
+
+    def _behind_finding(self, k: KeepUp) -> Finding:
+        site, cam = self._cams[k.camera]
+        pct = f"{k.share:.0%}"
+        if k.behind:
+            summary = (f"camera {k.camera}: the detector analysed {pct} of its frames in the last {k.window_s:g} s "
+                       f"({k.analysed} of {k.offered}): its rules ({', '.join(cam.rules)}) are not watched; "
+                       f"this video worker has more cameras than its detector takes")
+            log.warning("detectors: %s", summary)
+        else:
+            summary = f"camera {k.camera}: the detector keeps up again ({pct} of its frames analysed)"
+            log.info("detectors: %s", summary)
+        return Finding(rule="detector_behind", site=site.id, source=k.camera, subject=k.camera,
+                       ts=datetime.now(UTC), summary=summary, active=k.behind,
+                       details={"share": k.share, "analysed": k.analysed, "offered": k.offered,
+                                "window_s": k.window_s, "rules": list(cam.rules)})
 
     # -- leases: report only for cameras this process holds --------------------------------
     def _admit(self, cam: str) -> bool:

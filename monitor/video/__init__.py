@@ -41,7 +41,7 @@ def setup(app: web.Application) -> None:
                 rule="camera_offline", site=cam.site.id, source=ch.camera, subject=ch.camera, ts=ch.since,
                 summary=(f"camera {ch.camera} offline: {ch.reason}" if ch.state == "offline"
                          else f"camera {ch.camera} back online"),
-                active=ch.state == "offline", details={"reason": ch.reason},
+                active=ch.state == "offline", details={"reason": ch.reason}, fence=svc.fence(ch.camera),
             ))
         if hub is not None:
             hub.publish("cameras", {"camera": ch.camera, "site": cam.site.id, "state": ch.state,

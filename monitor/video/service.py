@@ -159,6 +159,17 @@ class VideoService:
             return 0
         return None if self.keeper is None else self.keeper.generation(camera)
 
+    @property
+    def lease_worker(self) -> str | None:
+        """This worker's name in ``camera_leases`` (None: one process runs every camera)."""
+        return self.keeper.worker if self.leased and self.keeper is not None else None
+
+    def fence(self, camera: str) -> tuple[str, str, int] | None:
+        """(camera, worker, generation) for a finding about ``camera`` observed now."""
+        gen = self.lease_generation(camera)
+        worker = self.lease_worker
+        return None if gen is None or worker is None else (camera, worker, gen)
+
     def frames(self, camera: str) -> AsyncIterator[Frame]:
         if camera not in self.cameras:
             raise KeyError(camera)

@@ -174,3 +174,38 @@ def test_setup_only_with_the_video_role(tmp_path: Path) -> None:
         app = build_app(cfg, roles=roles)
         names = [getattr(c, "__module__", "") for c in app.cleanup_ctx]
         assert ("monitor.detectors" in names) is expected
+
+
+@needs_model
+async def test_a_camera_the_detector_cannot_keep_up_with_raises_detector_behind_then_clears() -> None:
+    """The real hand-off (``LatestFeed``: a new frame replaces one not yet taken) and the real
+    model: while 8 frames arrive per frame analysed the camera is behind; once every frame is
+    taken it clears. Time is the watch's own (``now``), so the test does not depend on speed."""
+    from monitor.detectors.watch import KeepUpWatch
+    from monitor.video.handoff import LatestFeed
+
+    cfg = config("postgresql://127.0.0.1:1/unused")
+    feed = LatestFeed()
+    svc = DetectorService(cfg, feed, lambda f: asyncio.sleep(0), replaced=lambda cam: feed.dropped.get(cam, 0))
+    svc.keepup = KeepUpWatch(window_s=8, behind_below=0.5, ok_at=0.8, min_frames=5)
+    seq = list(frames(OUTLET))
+    found: list[Finding] = []
+    await asyncio.wait_for(svc.load(), 120)
+    try:
+        k = 0
+        for second in range(24):
+            per_take = 8 if second < 10 else 1  # overloaded for 10 s, then keeping up
+            for _ in range(per_take):
+                _, img = seq[k % len(seq)]
+                feed.put(Frame("ol-svc-store", T0 + timedelta(seconds=k * 0.2), k, img))
+                k += 1
+            await asyncio.wait_for(svc.step(feed.take_all()), 30)
+            found += svc.check_keepup(float(second))
+    finally:
+        svc.close()
+    assert [(f.rule, f.source, f.active) for f in found] == [
+        ("detector_behind", "ol-svc-store", True), ("detector_behind", "ol-svc-store", False)]
+    raised = found[0]
+    assert raised.site == "ol-svc" and raised.details["share"] < 0.5 and raised.details["rules"] == ["storage"]
+    assert "not watched" in raised.summary and found[1].details["share"] >= 0.8
+    assert svc.keepup.behind == set()  # the station camera, handed no frame, never said anything

@@ -11,7 +11,7 @@ import { gunTable, siteName, stationButtons, openLock } from "./locks.js";
 
 const RULES = ["antistatic_skipped", "antistatic_during_fill", "storage_over_capacity", "stock_mismatch",
   "fill_without_scan", "overfill", "invalid_cylinder", "missing_postfill_check", "device_silent", "lock_unconfirmed",
-  "camera_offline"];
+  "camera_offline", "detector_behind"];
 const MAX_ROWS = 300;
 
 export function mount(el, { store, missing, query, navigate }) {
