@@ -9,7 +9,9 @@ Size by environment: ``BENCH_SECONDS`` (600; quick 60), ``BENCH_CAMERAS`` (50),
 own beside ``--role api,control``; default ``all,split``), ``BENCH_CLIP_POOL`` (2 rendered
 scenes per kind of camera), ``BENCH_WAIT_QUIET`` (seconds to wait for other heavy jobs before
 starting; 1200, quick 0), ``BENCH_DRAIN_MAX`` (seconds to wait after the load for the accepted
-rows to be stored; 600, quick 120), ``BENCH_OUT`` (the result file).
+rows to be stored; 600, quick 120), ``BENCH_MAX_CAMERAS`` (the video worker's
+``media.max_cameras`` in the split run: it analyses that many cameras and the rest stay
+unassigned; default: no limit), ``BENCH_OUT`` (the result file).
 
 What runs, all on loopback:
 
@@ -86,6 +88,7 @@ WAIT_QUIET_S = float(os.environ.get("BENCH_WAIT_QUIET", "0" if QUICK else "1200"
 # each in turn: "all" (one process, every role), "split" (the video role apart from api,control)
 ROLES = [r.strip() for r in os.environ.get("BENCH_ROLES", "all,split").split(",") if r.strip()]
 OUT = Path(os.environ.get("BENCH_OUT", str(ROOT / "bench" / "results" / "city.json")))
+MAX_CAMERAS = int(os.environ["BENCH_MAX_CAMERAS"]) if os.environ.get("BENCH_MAX_CAMERAS") else None
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 LOAD_SITES, LOAD_SCALES = 10, 10  # load stations, scales each
 OUTLET_CAPACITY = 12
@@ -372,7 +375,7 @@ def make_configs(db: str, mqtt: str, rtsp_port: int, flaky_port: int) -> tuple[A
         "correlation": base.rules.correlation.model_copy(update={"spool_dir": str(WORK / "spool")})})
     city = base.model_copy(update={
         "sites": sites, "rules": rules, "alerts": AlertsConfig(clear_hold_s=2.0),
-        "media": base.media.model_copy(update={"dir": str(WORK / "media")}),
+        "media": base.media.model_copy(update={"dir": str(WORK / "media"), "max_cameras": MAX_CAMERAS}),
         "detector": base.detector.model_copy(update={"weights": str(ROOT / "models" / "lpg-sim" / "best.pt")}),
     })
     load = [SiteConfig(id=f"ld-{i + 1:02d}", kind="station", name=f"load {i + 1}", storage_capacity=400,
@@ -816,6 +819,9 @@ async def measure(cfg: Any, city: Any, services: list[Service], wall: Wall, mqtt
             cur = await conn.execute("SELECT rule, site LIKE 'ld-%%', count(*), min(first_seen), max(first_seen) "
                                      "FROM alerts GROUP BY 1, 2 ORDER BY 3 DESC")
             alert_rows = await cur.fetchall()
+            cur = await conn.execute("SELECT camera_id FROM camera_leases WHERE worker IS NOT NULL "
+                                     "AND expires_at > now() ORDER BY 1")
+            leased = [r[0] for r in await cur.fetchall()]
         m_final = await must_metrics()
     pushes = await asyncio.to_thread(read_push_log, push_log)
     since = datetime.fromtimestamp(t0 + WARMUP_S, UTC)
@@ -834,11 +840,21 @@ async def measure(cfg: Any, city: Any, services: list[Service], wall: Wall, mqtt
     by_kind = {"video": [x for r in video_rules for x in lat.get(r, [])],
                "correlated": [x for r, xs in lat.items() if r not in video_rules for x in xs]}
     planted_n = Counter(p.rule for p in planted)
+    # split run with a capacity: the video rules on the cameras a worker held (the others
+    # were unassigned on purpose, and said so)
+    held = set(leased) if len(services) > 1 else {c.id for _, c in cfg.cameras()}
+    missed_keys = {json.dumps(m, sort_keys=True, default=str) for ms in missed.values() for m in ms}
+    on_held = {r: {"planted": sum(1 for p in video if p.rule == r and p.source in held),
+                   "alerted": sum(1 for p in video if p.rule == r and p.source in held
+                                  and json.dumps(p.as_json(), sort_keys=True, default=str) not in missed_keys)}
+               for r in video_rules}
 
     # frames over the soak (from its start to its end)
     def delta(name: str) -> float:
         return total(m_end, name) - total(m0, name)
 
+    # what the cameras' rules ask (a storage-only camera: 1 fps unless configured)
+    wanted_fps = sum(c.detect.fps for _, c in cfg.cameras() if c.rules and c.id in held)
     per_cam = per_label(m_end, "monitor_detector_camera_frames_total", "camera")
     per_cam0 = per_label(m0, "monitor_detector_camera_frames_total", "camera")
     cam_fps = sorted((per_cam.get(c.id, 0.0) - per_cam0.get(c.id, 0.0)) / wall_s for _, c in cfg.cameras())
@@ -853,7 +869,8 @@ async def measure(cfg: Any, city: Any, services: list[Service], wall: Wall, mqtt
         "command": " ".join([*(f"{k}={os.environ[k]}" for k in ("BENCH_QUICK", "BENCH_SECONDS", "BENCH_CAMERAS",
                                                                 "BENCH_READINGS_PER_S", "BENCH_SCANS_PER_S",
                                                                 "BENCH_CLIP_POOL", "BENCH_ROLES", "BENCH_DRAIN_MAX",
-                                                                "BENCH_WAIT_QUIET", "BENCH_OUT") if k in os.environ),
+                                                                "BENCH_WAIT_QUIET", "BENCH_MAX_CAMERAS", "BENCH_OUT")
+                                   if k in os.environ),
                              ".venv/bin/python -m bench.city"]),
         "machine": machine(note="2 cores shared by the service, the RTSP simulator, PostgreSQL, Mosquitto, the "
                                 "load and the city simulator (and, see other_jobs, other engineers' work)",
@@ -862,7 +879,8 @@ async def measure(cfg: Any, city: Any, services: list[Service], wall: Wall, mqtt
         "setup": {
             "seconds": round(wall_s, 1), "cameras": n_cams,
             "roles": "all" if len(services) == 1 else "split",
-            "processes": {svc.name: svc.roles for svc in services}, "camera_fps": 8, "detect_fps": 5,
+            "processes": {svc.name: svc.roles for svc in services}, "camera_fps": 8,
+            "detect_fps": sorted({f"{c.detect.fps:g} ({'+'.join(c.rules)})" for _, c in cfg.cameras() if c.rules}),
             "sites": len([s for s in cfg.sites if not s.id.startswith("ld-")]),
             "stations": len([s for s in cfg.sites if s.kind == "station" and not s.id.startswith("ld-")]),
             "outlets": len([s for s in cfg.sites if s.kind == "outlet"]),
@@ -901,8 +919,9 @@ async def measure(cfg: Any, city: Any, services: list[Service], wall: Wall, mqtt
                 "replaced_before_detector_took_them": delta("monitor_camera_frames_dropped_total"),
                 "dropped_by_detector": delta("monitor_detector_dropped_total"),
                 "analysed": delta("monitor_detector_frames_total"),
-                "wanted_at_detect_fps": round(n_cams * 5 * wall_s),
-                "analysed_share_of_wanted": round(delta("monitor_detector_frames_total") / (n_cams * 5 * wall_s), 3),
+                "wanted_at_detect_fps": round(wanted_fps * wall_s),
+                "wanted_fps": wanted_fps,
+                "analysed_share_of_wanted": round(delta("monitor_detector_frames_total") / (wanted_fps * wall_s), 3),
                 "decode_errors": delta("monitor_camera_decode_errors_total"),
                 "reconnects": delta("monitor_camera_reconnects_total"),
                 "per_camera_analysed_fps": {"min": _pct(cam_fps, 0), "p50": _pct(cam_fps, 0.5),
@@ -922,6 +941,7 @@ async def measure(cfg: Any, city: Any, services: list[Service], wall: Wall, mqtt
                             for r in sorted(planted_n)},
                 "missed": {r: {"n": len(v), "first": v[:5]} for r, v in missed.items()},
                 "alert_events_at_wall": len(in_window), "events_without_planted_cause": dict(unmatched),
+                "video_rules_on_cameras_analysed": on_held,
                 "wall": {"frames": wall.frames, "overflows": wall.overflows, "connects": wall.connects},
             },
             "rows": {
@@ -951,6 +971,9 @@ async def measure(cfg: Any, city: Any, services: list[Service], wall: Wall, mqtt
                            "what": "GET /healthz every 5 s (the event loop and a pooled SELECT 1)"},
             "metrics_scrape_failures": scrape_errors,
             "timeline": timeline,
+            "capacity": {"max_cameras": MAX_CAMERAS, "cameras_leased_at_end": len(leased) if len(services) > 1
+                         else None, "unassigned_gauge_at_end": total(m_final, "monitor_video_cameras_unassigned"),
+                         "detector_behind_gauge_at_end": total(m_final, "monitor_detector_cameras_behind")},
             "alerts_in_db": {f"{r[0]}@{'load' if r[1] else 'city'}": {
                 "n": r[2], "first_seen_s_after_start": [round(r[3].timestamp() - t0), round(r[4].timestamp() - t0)]}
                 for r in alert_rows},

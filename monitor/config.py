@@ -71,8 +71,16 @@ class DetectorOverride(Strict):
     confidence: float | None = Field(None, gt=0.0, lt=1.0)
 
 
+# A camera whose only rule is storage is analysed at this rate unless its ``detect.fps`` is
+# given: its count is smoothed over ``rules.storage.window_s`` (10 s) and must hold for
+# ``hold_s`` (60 s) before anything is raised, so 5 frames a second would buy nothing but
+# load (bench/detectors.py measures the count and the decisions at both rates).
+STORAGE_ONLY_FPS = 1.0
+
+
 class DetectSettings(Strict):
-    fps: float = Field(5.0, gt=0.0, le=30.0, description="frames analysed per second")
+    fps: float = Field(5.0, gt=0.0, le=30.0, description="frames analysed per second (a camera whose only rule "
+                       "is storage: 1 unless given)")
     motion_threshold: float = Field(0.004, ge=0.0, le=1.0, description="share of changed pixels")
     forced_every_s: float = Field(2.0, gt=0.0, description="analyse a still scene at least this often")
 
@@ -97,6 +105,8 @@ class CameraConfig(Strict):
     @model_validator(mode="after")
     def _rules_have_zones(self) -> CameraConfig:
         check_rule_zones(self)
+        if self.rules == ["storage"] and "fps" not in self.detect.model_fields_set:
+            return self.model_copy(update={"detect": self.detect.model_copy(update={"fps": STORAGE_ONLY_FPS})})
         return self
 
 
