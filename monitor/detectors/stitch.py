@@ -19,6 +19,12 @@ key their state on a *person* id that this stitcher keeps:
   on the spot), it is marked ``split_from`` that person, whose history it may share;
 - otherwise it is a new person.
 
+Re-identification is a guess. When a raw id the person had before comes back while a raw id
+re-identified as that person is seen in the same frame, away from it (feet further than
+``reid_dist``: not a fragment, not one box seen twice), the guess was wrong: someone else
+walked where the person vanished. The guessed raw id leaves the person and becomes a new
+person from that frame on (what it did under the wrong name stays with the old one).
+
 Persons absent from a frame and unseen for longer than ``reid_gap_s`` end (those that
 vanished inside the picture, hidden rather than gone, are kept ``hidden_keep_s`` for tracks
 born inside the picture); ``update`` reports them so the
@@ -71,6 +77,8 @@ class TrackStitcher:
         self.reidentified = 0  # raw ids that inherited a vanished person
         self.fragments = 0  # raw ids folded into a person seen in the same frame
         self.splits = 0  # new persons born out of a person's box (whose history they may share)
+        self.detached = 0  # re-identified raw ids given back their own person (the guess was wrong)
+        self._guessed: set[int] = set()  # raw ids that inherited a person by re-identification
 
     def update(
         self, ts: float, raw_ids: npt.NDArray[np.int64], boxes: npt.NDArray[np.float32]
@@ -82,6 +90,7 @@ class TrackStitcher:
             r = int(raw_ids[i])
             if r >= 0 and r in self._by_raw:
                 pids[i] = self._by_raw[r]
+        self._detach_wrong_guesses(ts, raw_ids, boxes, pids)
         present = {int(p) for p in pids if p >= 0}
         # A person whose raw id is back is never pruned, however long the gap between frames
         # (a motion gate may hold back frames of a still scene); absent ones end after the gap.
@@ -96,6 +105,7 @@ class TrackStitcher:
                 pid = self._vanished_near(ts, boxes[i], present)
                 if pid is not None:
                     self.reidentified += 1
+                    self._guessed.add(int(raw_ids[i]))
                 else:
                     parent = self._split_from(i, boxes, pids)
                     pid = self._new_person(ts, boxes[i])
@@ -136,13 +146,41 @@ class TrackStitcher:
                 best[p] = i
         return best
 
+    def interior(self, box: npt.NDArray[np.float32]) -> bool:
+        """Is the box away from the picture's edges (where people enter and leave a view)?"""
+        return _interior(box, self.border)
+
     # -- helpers -------------------------------------------------------------------
+    def _detach_wrong_guesses(
+        self, ts: float, raw_ids: npt.NDArray[np.int64], boxes: npt.NDArray[np.float32], pids: npt.NDArray[np.int64]
+    ) -> None:
+        """A re-identified raw id seen away from another raw id of its person: a new person."""
+        rows = [i for i in range(len(raw_ids)) if pids[i] >= 0]
+        for i in rows:
+            r = int(raw_ids[i])
+            if r not in self._guessed:
+                continue
+            pid = int(pids[i])
+            others = [j for j in rows if j != i and pids[j] == pid and int(raw_ids[j]) not in self._guessed]
+            fi = _feet(boxes[i])
+            if not any(float(np.hypot(fi[0] - _feet(boxes[j])[0], fi[1] - _feet(boxes[j])[1])) > self.reid_dist
+                       for j in others):
+                continue
+            self._guessed.discard(r)
+            self.persons[pid].raw_ids.discard(r)
+            new = self._new_person(ts, boxes[i])
+            self.persons[new].raw_ids.add(r)
+            self._by_raw[r] = new
+            pids[i] = new
+            self.detached += 1
+
     def _prune(self, ts: float, present: set[int]) -> list[Person]:
         ended = [p for p in self.persons.values() if p.pid not in present and ts - p.last_ts > self._keep_s(p)]
         for p in ended:
             del self.persons[p.pid]
             for r in p.raw_ids:
                 self._by_raw.pop(r, None)
+                self._guessed.discard(r)
         return ended
 
     def _fragment_of(self, i: int, boxes: npt.NDArray[np.float32], pids: npt.NDArray[np.int64]) -> int | None:

@@ -203,3 +203,16 @@ def test_leaving_the_post_unseen_counts_half_the_gap() -> None:
     _, out = run([walker], max_step_s=2.5)
     assert len(out) == 1
     assert 2.6 <= out[0].details["dwell_s"] <= 3.0
+
+
+def test_a_wrong_reidentification_is_undone_when_the_person_comes_back() -> None:
+    """A discharges at the post and is hidden there (4-5.6 s); B, who skips the post, is first
+    seen where A vanished and is taken for A (re-identified). When A's own id comes back at
+    the post while B is walking on, B is someone else: a person of its own from then on, who
+    did not discharge."""
+    a = Walker(path((0, ENTRY), (1, AT_POST), (12, AT_POST)), ids=((0, 1),), hidden=((4.0, 5.6),))
+    b = Walker(path((3.0, ENTRY), (4.2, (0.18, 0.62)), (5.0, MIDWAY), (7.0, IN_FILL), (12, IN_FILL)),
+               ids=((0, 2),), hidden=((3.0, 4.2),))
+    rule, out = run([a, b])
+    assert rule.stitcher.reidentified == 1 and rule.stitcher.detached == 1
+    assert len(out) == 1 and out[0].details["raw_tracks"] == [2]
