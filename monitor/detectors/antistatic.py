@@ -23,7 +23,12 @@ the time it spent in each zone, the frame time to snapshot and its box.
   someone whose discharge it saw only the end of, or not at all). Nor is someone first
   seen inside the filling area within ``warmup_s`` of that first frame: they were there
   too, missed by the detector or not yet confirmed by the tracker (a worker taking a
-  camera over must not judge again someone its previous holder judged).
+  camera over must not judge again someone its previous holder judged). Nor, later, is a
+  new person (neither re-identified nor split off someone) first seen inside the filling
+  area away from the picture's edges: nobody walks into the middle of a view, so it is
+  someone the tracker lost on the way (hidden, missed, their id swapped to someone else)
+  or a duplicate box, and their discharge is unknown. Someone who enters the view at its
+  edge straight into the filling area is judged.
 - State of a person is pruned when the person ends (unseen for ``reid_gap_s``).
 """
 
@@ -33,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+import numpy.typing as npt
 
 from monitor.detectors.detections import PERSON, Detections
 from monitor.detectors.stitch import Person, TrackStitcher
@@ -117,11 +123,20 @@ class AntistaticRule:
                     st.exempt = True  # in view before we watched: whether they discharged is unknown
                 elif bool(in_fill[i]) and ts - self._t0 <= self.p.warmup_s:
                     st.exempt = True  # inside since before we watched, seen a frame or two late
+                elif bool(in_fill[i]) and self._born_lost(pid, persons.boxes[i]):
+                    st.exempt = True  # someone the tracker lost, come back inside: history unknown
             st.raw_ids |= self.stitcher.persons[pid].raw_ids
             f = self._step(st, ts, bool(in_post[i]), bool(in_fill[i]), dets, persons, i)
             if f is not None:
                 out.append(f)
         return out
+
+    def _born_lost(self, pid: int, box: npt.NDArray[np.float32]) -> bool:
+        """A new person (neither re-identified nor split off someone) first seen away from the
+        picture's edges: nobody walks into the middle of a view, so this is someone the tracker
+        lost (hidden, missed, swapped to another id) or a duplicate box."""
+        person = self.stitcher.persons.get(pid)
+        return person is not None and person.split_from is None and self.stitcher.interior(box)
 
     def _new_state(self, pid: int, ts: float) -> PersonState:
         """A new person; one split off a person it stood with shares that one's discharge."""

@@ -205,6 +205,18 @@ def test_leaving_the_post_unseen_counts_half_the_gap() -> None:
     assert 2.6 <= out[0].details["dwell_s"] <= 3.0
 
 
+def test_someone_first_seen_in_the_middle_of_the_filling_area_is_not_judged() -> None:
+    """Nobody walks into the middle of a view: a person first seen inside the filling area,
+    away from the picture's edges, is someone the tracker lost (or a duplicate box), whose
+    discharge is unknown. Someone who walks in at the picture's edge straight into the filling
+    area is judged."""
+    watcher = Walker(path((0, ENTRY), (1, AT_POST), (20, AT_POST)), ids=((0, 1),))
+    lost = Walker(path((6, IN_FILL), (12, IN_FILL)), ids=((0, 2),))
+    at_edge = Walker(path((13, (0.98, 0.9)), (15, (0.80, 0.9)), (20, (0.80, 0.9))), ids=((0, 3),))
+    _, out = run([watcher, lost, at_edge])
+    assert [f.details["raw_tracks"] for f in out] == [[3]]
+
+
 def test_a_wrong_reidentification_is_undone_when_the_person_comes_back() -> None:
     """A discharges at the post and is hidden there (4-5.6 s); B, who skips the post, is first
     seen where A vanished and is taken for A (re-identified). When A's own id comes back at
