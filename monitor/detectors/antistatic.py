@@ -8,7 +8,10 @@ the time it spent in each zone, the frame time to snapshot and its box.
 - Persons, not raw track ids: ``TrackStitcher`` folds split, flickering and re-started
   ids into one person (re-identification within ``reid_gap_s`` / ``reid_dist``). When two
   people who stood together part and the tracker gives one of them a new id, the new
-  person shares the discharge time of the one it split from (either may be which).
+  person shares the discharge time of the one it split from (either may be which), and
+  that one's visit to the filling area if it is on one: a box born beside someone in the
+  filling area (a duplicate, or someone who walked in hidden behind them) is not a second
+  entry.
 - Time is seconds between frame timestamps, never frame counts. Between an observation at
   the post and the next one: seen at the post again, the time counts (up to ``dwell_s``
   over a gap: frames dropped under load, a moment hidden; what the rule did not see is not
@@ -139,7 +142,8 @@ class AntistaticRule:
         return person is not None and person.split_from is None and self.stitcher.interior(box)
 
     def _new_state(self, pid: int, ts: float) -> PersonState:
-        """A new person; one split off a person it stood with shares that one's discharge."""
+        """A new person; one split off a person it stood with shares that one's discharge, and
+        that one's visit to the filling area if it is on one (judged when they entered)."""
         st = PersonState(pid, ts, ts)
         person = self.stitcher.persons.get(pid)
         parent = self.states.get(person.split_from) if person is not None and person.split_from else None
@@ -149,6 +153,12 @@ class AntistaticRule:
             st.post_total_s = parent.post_total_s
             st.in_post = parent.in_post
             st.raw_ids = set(parent.raw_ids)
+            if parent.in_fill:
+                st.in_fill = True
+                st.inside_since = parent.inside_since
+                st.inside_frames = parent.inside_frames
+                st.visits = parent.visits
+                st.exempt = parent.exempt
         return st
 
     def _step(

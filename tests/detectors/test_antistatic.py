@@ -228,3 +228,14 @@ def test_a_wrong_reidentification_is_undone_when_the_person_comes_back() -> None
     rule, out = run([a, b])
     assert rule.stitcher.reidentified == 1 and rule.stitcher.detached == 1
     assert len(out) == 1 and out[0].details["raw_tracks"] == [2]
+
+
+def test_a_box_born_beside_someone_in_the_filling_area_is_not_a_second_entry() -> None:
+    """A skipper is judged on entering the filling area; there, a second box (another id) is
+    born beside them (a duplicate, or someone who came in hidden behind them). It continues
+    their visit, already judged: one finding, not two."""
+    skipper = Walker(SKIPPER, ids=((0, 1),))
+    beside = Walker(path((5, (0.77, 0.6)), (9, (0.77, 0.6))), ids=((0, 2),))
+    rule, out = run([skipper, beside])
+    assert rule.stitcher.splits == 1
+    assert len(out) == 1 and out[0].details["raw_tracks"] == [1]
