@@ -170,6 +170,13 @@ def _scenario(db: str, workers: list[VideoWorker], push: PushLog, people: list[d
     assert took_s <= TAKEOVER_BOUND_S, f"taken over in {took_s:.1f}s"
     first = push.scene_time(STATION_CAM, kill_t + took_s)
     print(f"taken over in {took_s:.1f}s (scene {first})")
+    # The API's view of the cameras (roles apart): the states the survivor wrote, under its leases.
+    def states_by_survivor() -> bool:
+        rows = _rows(db, "SELECT camera_id, state, worker FROM camera_states")
+        return {r["camera_id"]: (r["state"], r["worker"]) for r in rows} == {
+            c: ("online", survivor.name) for c in (STATION_CAM, OUTLET_A, OUTLET_B)}
+
+    wait_until(states_by_survivor, 10, "every camera's state written by the survivor")
     # 4. Let the survivor see person 5 leave and person 7 (who skips the post) enter, and
     #    its storage rules run longer than their hold: nothing may be raised twice.
     wait_until(lambda: time.time() >= max(loop_start + 24.0, kill_t + took_s + 8), 40, "the survivor's watch")

@@ -1,7 +1,8 @@
 """HTTP routes of the video part (``/api/v1``; viewer role unless said otherwise).
 
 - ``GET /cameras`` → ``{"cameras": [{id, site, name, state, reason, since, size, counters, zones, rules}]}``
-  (state ``unknown`` for a camera no video worker of this process runs).
+  (roles apart: the state its video worker wrote, with ``worker``, or ``unassigned`` when no
+  live worker runs it: ``monitor.video.states``; ``unknown`` before the first read).
 - ``GET /cameras/{id}`` → the same for one camera, with ``history`` (recent state changes).
 - ``GET /cameras/{id}/snapshot.jpg`` → the latest frame as JPEG (``X-Frame-Time``: its time);
   404 unknown camera, 503 no frame yet.
@@ -33,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from monitor.errors import InputError, NotFound, ServiceUnavailable
 from monitor.store import audit
 from monitor.web.errors import parse_body
-from monitor.web.keys import CONFIG, DB, VIDEO
+from monitor.web.keys import CONFIG, DB, SERVICES, VIDEO
 from monitor.web.security import client_address, require_role
 
 routes = web.RouteTableDef()
@@ -57,9 +58,14 @@ def _summary(request: web.Request, cid: str) -> dict[str, Any]:
     if svc is not None and cid in svc.running:
         return dict(svc.cameras[cid].summary())
     site, cam = _camera_config(request, cid)
+    view = request.app[SERVICES].get("camera-states")  # roles apart: the video workers' states
+    st = view.get(cid) if view is not None else None
     return {
-        "id": cam.id, "site": site.id, "name": cam.name or cam.id, "state": "unknown",
-        "reason": "not run by this process", "since": None, "size": None, "counters": {},
+        "id": cam.id, "site": site.id, "name": cam.name or cam.id,
+        "state": st.state if st is not None else "unknown",
+        "reason": st.reason if st is not None else "not run by this process",
+        "since": st.since.isoformat() if st is not None and st.since else None,
+        **({"worker": st.worker} if st is not None else {}), "size": None, "counters": {},
         "zones": {k: [list(p) for p in v] for k, v in cam.zones.items()}, "rules": list(cam.rules),
     }
 

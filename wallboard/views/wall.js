@@ -91,7 +91,7 @@ export function mount(el, { store, live, missing, navigate, query }) {
     const c = store.cameras.get(rec.c.id) || rec.c;
     rec.c = c;
     const off = c.state !== "online";
-    rec.el.classList.toggle("offline", c.state === "offline");
+    rec.el.classList.toggle("offline", c.state === "offline" || c.state === "unassigned");
     rec.el.classList.toggle("degraded", c.state === "degraded");
     rec.badge.className = `state ${c.state}`;
     rec.badge.textContent = tOr(`cam.state.${c.state}`, c.state);
