@@ -27,7 +27,7 @@ from monitor.web import core_api
 from monitor.web.auth import LoginThrottle
 from monitor.web.errors import error_middleware
 from monitor.web.hub import Hub
-from monitor.web.keys import BUS, CONFIG, DB, FINDINGS, HUB, ROLES, SERVICES, TASKS, THROTTLE
+from monitor.web.keys import ADVERTISED, BUS, CONFIG, DB, FINDINGS, HUB, ROLES, SERVICES, TASKS, THROTTLE
 from monitor.web.security import auth_middleware
 
 log = logging.getLogger(__name__)
@@ -132,13 +132,27 @@ async def wait_db_ready(app: web.Application, timeout_s: float) -> None:
         raise DatabaseUnavailable(f"database not ready after {timeout_s:.0f}s") from e
 
 
+def advertised_url(cfg: Config, host: str, port: int) -> str:
+    """How other processes reach this one: ``server.advertise_url``, else the bound host (this
+    machine's name when bound to every address) and port."""
+    import socket
+
+    if cfg.server.advertise_url:
+        return cfg.server.advertise_url.rstrip("/")
+    name = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    return f"http://{'[' + name + ']' if ':' in name else name}:{port}"
+
+
 def run(cfg: Config, *, roles: frozenset[str] = ALL_ROLES, host: str | None = None, port: int | None = None,
         **kw: Any) -> None:
     app = build_app(cfg, roles=roles)
+    bind_host = host or cfg.server.host
+    bind_port = port if port is not None else cfg.server.port
+    app[ADVERTISED] = advertised_url(cfg, bind_host, bind_port)
     web.run_app(
         app,
-        host=host or cfg.server.host,
-        port=port if port is not None else cfg.server.port,
+        host=bind_host,
+        port=bind_port,
         shutdown_timeout=8.0,
         access_log=None,
         print=lambda s: log.info("%s", s.strip()),

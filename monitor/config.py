@@ -164,6 +164,9 @@ class ServerConfig(Strict):
     public_rate_per_min: int = Field(60, ge=1, description="public cylinder look-ups per client per minute")
     secure_cookies: bool = Field(False, description="set Secure on cookies (behind TLS)")
     allowed_origins: list[str] = Field(default_factory=list, description="extra Origins allowed on the WebSocket")
+    advertise_url: str | None = Field(
+        None, pattern=r"^https?://", description="how other processes reach this one (a video worker: the API "
+        "process relays its cameras' pictures from it); default http://<host, or this machine's name>:<port>")
 
 
 class DatabaseConfig(Strict):

@@ -70,13 +70,14 @@ class LeaseChange:
 
 class LeaseKeeper:
     def __init__(self, worker: str | None = None, *, ttl_s: float = 10.0, renew_s: float = 3.0,
-                 capacity: int | None = None) -> None:
+                 capacity: int | None = None, url: str | None = None) -> None:
         if capacity is not None and capacity < 1:
             raise ValueError(f"capacity must be at least 1 camera, got {capacity}")
         self.worker = worker or f"{socket.gethostname()}-{os.getpid()}"
         self.ttl_s = ttl_s
         self.renew_s = renew_s
         self.capacity = capacity
+        self.url = url  # where this worker's HTTP routes are reached (the API relays its cameras' pictures)
         self.unassigned: list[str] = []  # active cameras no live worker held at the last tick
         self.short = 0  # cameras beyond every live worker's capacity at the last tick
         self.held: dict[str, int] = {}
@@ -92,9 +93,10 @@ class LeaseKeeper:
     async def register(self, conn: psycopg.AsyncConnection[Any]) -> None:
         async with conn.transaction():
             await conn.execute(
-                """INSERT INTO video_workers (worker, host, pid, capacity) VALUES (%s, %s, %s, %s)
-                   ON CONFLICT (worker) DO UPDATE SET seen_at = now(), capacity = EXCLUDED.capacity""",
-                (self.worker, socket.gethostname(), os.getpid(), self.capacity),
+                """INSERT INTO video_workers (worker, host, pid, capacity, url) VALUES (%s, %s, %s, %s, %s)
+                   ON CONFLICT (worker) DO UPDATE SET seen_at = now(), capacity = EXCLUDED.capacity,
+                                                      url = EXCLUDED.url""",
+                (self.worker, socket.gethostname(), os.getpid(), self.capacity, self.url),
             )
             await conn.execute(
                 """INSERT INTO camera_leases (camera_id)

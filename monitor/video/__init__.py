@@ -22,11 +22,14 @@ def setup(app: web.Application) -> None:
     from monitor.video.camera import StateChange
     from monitor.video.service import VideoService
     from monitor.video.states import StateWriter
-    from monitor.web.keys import CONFIG, DB, FINDINGS, HUB, ROLES, SERVICES, TASKS, VIDEO
+    from monitor.web.keys import ADVERTISED, CONFIG, DB, FINDINGS, HUB, ROLES, SERVICES, TASKS, VIDEO
 
     roles = app[ROLES]
     if "api" in roles:
         app.add_routes(api.routes)
+    if "api" in roles or "video" in roles:
+        # a video worker serves its cameras' pictures to the API process (which relays them)
+        app.add_routes(api.picture_routes)
     if "video" not in roles:
         if "api" in roles:
             _state_view(app)
@@ -77,7 +80,8 @@ def setup(app: web.Application) -> None:
 
             # roles split over processes: video workers share the cameras through leases
             media = app[CONFIG].media
-            keeper = LeaseKeeper(ttl_s=media.lease_ttl_s, renew_s=media.lease_renew_s, capacity=media.max_cameras)
+            keeper = LeaseKeeper(ttl_s=media.lease_ttl_s, renew_s=media.lease_renew_s, capacity=media.max_cameras,
+                                 url=app.get(ADVERTISED))
             w = StateWriter(app[DB], lambda: svc.lease_worker)
             writers.append(w)
             app[SERVICES]["camera-state-writer"] = w
@@ -117,5 +121,6 @@ def _state_view(app: web.Application) -> None:
 
         app[TASKS].supervise("camera-states", run)
         yield
+        await view.close()
 
     app.cleanup_ctx.append(ctx)

@@ -10,6 +10,9 @@
   "height"}``, then binary fMP4: the init segment, then one media segment per frame, for
   Media Source Extensions; again ``codec`` + init when the stream's parameters change.
 - ``GET /cameras/{id}/mjpeg`` → ``multipart/x-mixed-replace`` JPEG stream (the fallback).
+- Roles apart (``--role api`` beside ``--role video`` workers): the snapshot, live and MJPEG
+  routes of a camera a worker runs are relayed from that worker (``video_workers.url``) with
+  the viewer's session; the worker serves them itself (``picture_routes``).
 - ``POST /cameras/{id}/clips`` (operator) ``{"start", "end", "reason"}`` → 201
   ``{"clip", "url", "bytes", "frames", "start", "duration_s"}``: cut from the packet ring by
   remuxing, audited as ``clip.export``. ``GET /cameras/{id}/clips/{name}`` serves it
@@ -22,12 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -37,7 +42,11 @@ from monitor.web.errors import parse_body
 from monitor.web.keys import CONFIG, DB, SERVICES, VIDEO
 from monitor.web.security import client_address, require_role
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+# Served by video workers too: the API process relays them when the roles run apart.
+picture_routes = web.RouteTableDef()
+RELAYED_HEADERS = ("Content-Type", "Cache-Control", "X-Frame-Time", "X-Camera-State")
 CLIP_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.mp4$")
 MAX_CLIP_S = 300.0
 
@@ -101,9 +110,40 @@ def _running_camera(request: web.Request) -> Any:
     return svc, svc.cameras[cid]
 
 
-@routes.get("/api/v1/cameras/{id}/snapshot.jpg")
+async def _relayed(request: web.Request) -> web.StreamResponse | None:
+    """Roles apart: the camera runs in a video worker; relay this GET to it (the viewer's
+    session cookie goes with it: the worker checks it against the same database). None when
+    this process runs the camera itself, or no worker runs it."""
+    st = _holder(request)
+    if st is None:
+        return None
+    cid = st.camera
+    view = request.app[SERVICES]["camera-states"]
+    try:
+        upstream = await view.http.get(st.url + request.rel_url.path_qs, headers=_forwarded(request),
+                                       allow_redirects=False)
+    except (aiohttp.ClientError, TimeoutError) as e:
+        raise ServiceUnavailable(f"camera {cid}: its video worker {st.worker} at {st.url} cannot be reached "
+                                 f"({type(e).__name__}: {e})") from e
+    async with upstream:
+        if upstream.status != 200:
+            return web.Response(status=upstream.status, body=await upstream.read(),
+                                headers={k: v for k in ("Content-Type",) if (v := upstream.headers.get(k))})
+        resp = web.StreamResponse(headers={k: v for k in RELAYED_HEADERS if (v := upstream.headers.get(k))})
+        await resp.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_any():
+                await resp.write(chunk)
+        except (aiohttp.ClientError, TimeoutError) as e:  # the worker went away mid-stream
+            log.info("camera %s: relay from %s ended (%s)", cid, st.worker, type(e).__name__)
+        return resp
+
+
+@picture_routes.get("/api/v1/cameras/{id}/snapshot.jpg")
 async def snapshot(request: web.Request) -> web.StreamResponse:
     require_role(request, "viewer")
+    if (relayed := await _relayed(request)) is not None:
+        return relayed
     svc, cam = _running_camera(request)
     got = await svc.snapshot(cam.id)
     if got is None:
@@ -122,11 +162,69 @@ def _origin_ok(request: web.Request) -> bool:
     return origin is None or origin_allowed(request, origin)
 
 
-@routes.get("/api/v1/cameras/{id}/live")
+def _holder(request: web.Request) -> Any:
+    """Roles apart: the state (with the worker's ``url``) of a camera a video worker runs;
+    None when this process runs it (or runs every camera)."""
+    cid = request.match_info["id"]
+    svc = _service(request)
+    view = request.app[SERVICES].get("camera-states")
+    if (svc is not None and cid in svc.running) or view is None:
+        return None
+    _camera_config(request, cid)
+    st = view.get(cid)
+    if st is None or not st.url:
+        raise ServiceUnavailable(f"camera {cid} is not run by any video worker now"
+                                 + (f" ({st.state}: {st.reason})" if st is not None else ""))
+    return st
+
+
+def _forwarded(request: web.Request) -> dict[str, str]:
+    return {k: v for k in ("Cookie", "Authorization") if (v := request.headers.get(k))}
+
+
+async def _relay_live(request: web.Request, st: Any) -> web.StreamResponse:
+    """The live fMP4 WebSocket of a camera a video worker runs, relayed both ways (the
+    worker's own relay skips to a keyframe when this side, and so the viewer, is slow)."""
+    view = request.app[SERVICES]["camera-states"]
+    try:
+        up = await view.http.ws_connect(st.url + request.rel_url.path_qs, headers=_forwarded(request),
+                                        heartbeat=20.0, max_msg_size=16 * 1024 * 1024)
+    except (aiohttp.ClientError, TimeoutError) as e:
+        raise ServiceUnavailable(f"camera {st.camera}: its video worker {st.worker} at {st.url} cannot be reached "
+                                 f"({type(e).__name__}: {e})") from e
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
+    await ws.prepare(request)
+
+    async def down() -> None:
+        async for m in up:
+            if m.type == aiohttp.WSMsgType.BINARY:
+                await ws.send_bytes(m.data)
+            elif m.type == aiohttp.WSMsgType.TEXT:
+                await ws.send_str(m.data)
+            else:
+                break
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"camera relay closed")
+
+    sender = asyncio.create_task(down(), name=f"live-relay-{st.camera}")
+    try:
+        async for msg in ws:  # the browser says nothing; this ends when it goes
+            if msg.type == WSMsgType.ERROR or sender.done():
+                break
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, aiohttp.ClientError):
+            await sender
+        await up.close()
+    return ws
+
+
+@picture_routes.get("/api/v1/cameras/{id}/live")
 async def live(request: web.Request) -> web.StreamResponse:
     require_role(request, "viewer")
     if not _origin_ok(request):
         raise web.HTTPForbidden(text="Origin not allowed")
+    if (st := _holder(request)) is not None:
+        return await _relay_live(request, st)
     _svc, cam = _running_camera(request)
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
     await ws.prepare(request)
@@ -155,9 +253,11 @@ async def live(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-@routes.get("/api/v1/cameras/{id}/mjpeg")
+@picture_routes.get("/api/v1/cameras/{id}/mjpeg")
 async def mjpeg(request: web.Request) -> web.StreamResponse:
     require_role(request, "viewer")
+    if (relayed := await _relayed(request)) is not None:
+        return relayed
     svc, cam = _running_camera(request)
     period = 1.0 / request.app[CONFIG].media.mjpeg_fps
     resp = web.StreamResponse(headers={

@@ -9,7 +9,9 @@ latest wins) and kept while the database is away. ``StateView`` (API processes) 
 table every ``every_s`` joined with the leases: a state counts only while its writer still
 holds the lease; a camera no live worker holds is ``unassigned``. Changes go to the hub's
 ``cameras`` topic (the same events the video part publishes in one process), and the
-overview's camera tallies and ``GET /api/v1/cameras`` read ``camera_states()``/``get``.
+overview's camera tallies and ``GET /api/v1/cameras`` read ``camera_states()``/``get``;
+the camera's pictures (snapshots, MJPEG) are relayed from the worker's ``url``
+(``video_workers.url``, its ``server.advertise_url``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import aiohttp
 
 from monitor.errors import MonitorError
 from monitor.store.db import Database
@@ -38,6 +42,7 @@ class CameraState:
     reason: str
     since: datetime | None
     worker: str | None
+    url: str | None = None  # the worker's HTTP address (it serves the camera's pictures)
 
     def event(self) -> dict[str, Any]:
         return {"camera": self.camera, "site": self.site, "state": self.state, "reason": self.reason,
@@ -112,6 +117,18 @@ class StateView:
         self.every_s = every_s
         self.states: dict[str, CameraState] = {}
         self.ready = asyncio.Event()
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """For relaying the pictures of cameras the video workers run (``monitor.video.api``)."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=3.0, sock_read=10.0))
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
 
     def camera_states(self) -> Mapping[str, str]:
         return {c: s.state for c, s in self.states.items()}
@@ -123,13 +140,14 @@ class StateView:
         """Read every camera's state; returns those that changed (and publishes them)."""
         async with self.db.connection() as conn:
             cur = await conn.execute(
-                """SELECT c.id AS camera, s.state, s.reason, s.since, s.worker,
+                """SELECT c.id AS camera, s.state, s.reason, s.since, s.worker, w.url,
                           (l.worker IS NOT NULL AND l.worker = s.worker AND l.generation = s.generation
                            AND l.expires_at > now()) AS held,
                           (l.worker IS NOT NULL AND l.expires_at > now()) AS leased
                    FROM cameras c
                    LEFT JOIN camera_states s ON s.camera_id = c.id
                    LEFT JOIN camera_leases l ON l.camera_id = c.id
+                   LEFT JOIN video_workers w ON w.worker = s.worker
                    WHERE c.active AND c.id = ANY(%s)""",
                 (sorted(self.sites),),
             )
@@ -138,7 +156,7 @@ class StateView:
         for r in rows:
             cam = r["camera"]
             if r["held"]:
-                st = CameraState(cam, self.sites[cam], r["state"], r["reason"], r["since"], r["worker"])
+                st = CameraState(cam, self.sites[cam], r["state"], r["reason"], r["since"], r["worker"], r["url"])
             elif r["leased"]:  # its new holder has not written yet
                 st = CameraState(cam, self.sites[cam], "connecting", "taken over by another video worker",
                                  None, None)
@@ -147,8 +165,8 @@ class StateView:
             old = self.states.get(cam)
             if old is None or (old.state, old.reason, old.since, old.worker) != (st.state, st.reason, st.since,
                                                                                 st.worker):
-                self.states[cam] = st
                 changed.append(st)
+            self.states[cam] = st
         self.ready.set()
         if self.publish is not None:
             for st in changed:

@@ -30,6 +30,8 @@ FINDINGS: web.AppKey[FindingBus] = web.AppKey("findings")
 ROLES: web.AppKey[frozenset[str]] = web.AppKey("roles")
 # Each area keeps its service object under its own key; the value's type is the area's.
 SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services")
+# How other processes reach this one (``monitor.app.advertised_url``; set by ``run``).
+ADVERTISED: web.AppKey[str] = web.AppKey("advertised")
 # Control (monitor/control): gun lock state and the interlock.
 CONTROL: web.AppKey[ControlService] = web.AppKey("control")
 INTERLOCK: web.AppKey[Authorizer] = web.AppKey("interlock")

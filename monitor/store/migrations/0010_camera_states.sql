@@ -11,3 +11,7 @@ CREATE TABLE camera_states (
     generation bigint NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Where a video worker is reached (server.advertise_url): the API process relays the
+-- pictures of the cameras a worker runs (snapshots, the MJPEG stream) from it.
+ALTER TABLE video_workers ADD COLUMN url text;
