@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 # Served by video workers too: the API process relays them when the roles run apart.
 picture_routes = web.RouteTableDef()
-RELAYED_HEADERS = ("Content-Type", "Cache-Control", "X-Frame-Time", "X-Camera-State")
+RELAYED_HEADERS = ("Content-Type", "Content-Length", "Cache-Control", "X-Frame-Time", "X-Camera-State")
 CLIP_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.mp4$")
 MAX_CLIP_S = 300.0
 
@@ -111,19 +111,24 @@ def _running_camera(request: web.Request) -> Any:
 
 
 async def _relayed(request: web.Request) -> web.StreamResponse | None:
-    """Roles apart: the camera runs in a video worker; relay this GET to it (the viewer's
-    session cookie goes with it: the worker checks it against the same database). None when
-    this process runs the camera itself, or no worker runs it."""
+    """Roles apart: the camera runs in a video worker; relay this request to it (the viewer's
+    session cookie and CSRF token go with it: the worker checks them against the same
+    database, and audits what it does). None when this process runs the camera itself."""
     st = _holder(request)
     if st is None:
         return None
-    cid = st.camera
+    return await _relay_http(request, st)
+
+
+async def _relay_http(request: web.Request, st: Any) -> web.StreamResponse:
     view = request.app[SERVICES]["camera-states"]
+    headers = _forwarded(request)
+    body = await request.read() if request.method == "POST" else None
     try:
-        upstream = await view.http.get(st.url + request.rel_url.path_qs, headers=_forwarded(request),
-                                       allow_redirects=False)
+        upstream = await view.http.request(request.method, st.url + request.rel_url.path_qs, headers=headers,
+                                           data=body, allow_redirects=False)
     except (aiohttp.ClientError, TimeoutError) as e:
-        raise ServiceUnavailable(f"camera {cid}: its video worker {st.worker} at {st.url} cannot be reached "
+        raise ServiceUnavailable(f"camera {st.camera}: its video worker {st.worker} at {st.url} cannot be reached "
                                  f"({type(e).__name__}: {e})") from e
     async with upstream:
         if upstream.status != 200:
@@ -135,7 +140,7 @@ async def _relayed(request: web.Request) -> web.StreamResponse | None:
             async for chunk in upstream.content.iter_any():
                 await resp.write(chunk)
         except (aiohttp.ClientError, TimeoutError) as e:  # the worker went away mid-stream
-            log.info("camera %s: relay from %s ended (%s)", cid, st.worker, type(e).__name__)
+            log.info("camera %s: relay from %s ended (%s)", st.camera, st.worker, type(e).__name__)
         return resp
 
 
@@ -179,7 +184,8 @@ def _holder(request: web.Request) -> Any:
 
 
 def _forwarded(request: web.Request) -> dict[str, str]:
-    return {k: v for k in ("Cookie", "Authorization") if (v := request.headers.get(k))}
+    return {k: v for k in ("Cookie", "Authorization", "X-CSRF-Token", "Content-Type")
+            if (v := request.headers.get(k))}
 
 
 async def _relay_live(request: web.Request, st: Any) -> web.StreamResponse:
@@ -303,9 +309,11 @@ def clips_dir(request: web.Request, cid: str) -> Path:
     return Path(request.app[CONFIG].media.dir) / "clips" / cid
 
 
-@routes.post("/api/v1/cameras/{id}/clips")
-async def export_clip(request: web.Request) -> web.Response:
+@picture_routes.post("/api/v1/cameras/{id}/clips")
+async def export_clip(request: web.Request) -> web.StreamResponse:
     p = require_role(request, "operator")
+    if (relayed := await _relayed(request)) is not None:
+        return relayed  # the worker that holds the camera's ring cuts and audits it
     svc, cam = _running_camera(request)
     body = await parse_body(request, ClipRequest)
     if body.end > datetime.now(UTC) + timedelta(seconds=request.app[CONFIG].media.postroll_s + 5):
@@ -333,7 +341,7 @@ async def export_clip(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/api/v1/cameras/{id}/clips/{name}")
+@picture_routes.get("/api/v1/cameras/{id}/clips/{name}")
 async def get_clip(request: web.Request) -> web.StreamResponse:
     require_role(request, "viewer")
     cid, name = request.match_info["id"], request.match_info["name"]
@@ -342,5 +350,8 @@ async def get_clip(request: web.Request) -> web.StreamResponse:
         raise InputError("name: not a clip name", field="name")
     path = clips_dir(request, cid) / name
     if not path.is_file():
+        # roles apart, media folders not shared: the worker that cut it may still have it
+        if request.app[SERVICES].get("camera-states") is not None and (st := _holder(request)) is not None:
+            return await _relay_http(request, st)
         raise NotFound(f"no clip {name} for camera {cid}")
     return web.FileResponse(path, headers={"Content-Type": "video/mp4"})

@@ -6,10 +6,12 @@ Real GStreamer RTSP server, PostgreSQL, Mosquitto; both services on loopback in 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 
 from monitor.app import build_app
@@ -42,7 +44,9 @@ async def test_the_api_shows_a_workers_camera_and_relays_its_pictures(
             "mqtt": base.mqtt.model_copy(update={"url": mqtt_url, "prefix": f"relay{free_port()}"}),
         })
         w_port, a_port = free_port(), free_port()
-        api = build_app(cfg, roles=frozenset({"api"}), client_id="relay-api")
+        # the API's media folder is not the worker's (separate machines): clips are relayed too
+        api_cfg = cfg.model_copy(update={"media": cfg.media.model_copy(update={"dir": str(tmp_path / "api-media")})})
+        api = build_app(api_cfg, roles=frozenset({"api"}), client_id="relay-api")
         async with on_loopback(api, a_port) as url, logged_in(url, fresh_db, "viewer", "relay-viewer") as v:
 
             async def state() -> dict[str, Any]:
@@ -83,6 +87,19 @@ async def test_the_api_shows_a_workers_camera_and_relays_its_pictures(
                 init = await ws.receive(timeout=15)
                 assert init.type == aiohttp.WSMsgType.BINARY and b"ftyp" in init.data[:16]
                 await ws.close()
+                # an operator exports a clip: cut and audited by the worker, fetched through the API
+                async with logged_in(url, fresh_db, "operator", "relay-op") as op:
+                    await asyncio.sleep(4.0)  # let the worker's ring hold a few seconds
+                    now = datetime.now(UTC)
+                    status, clip = await op.post("/api/v1/cameras/cam-a/clips", {
+                        "start": (now - timedelta(seconds=3)).isoformat(),
+                        "end": (now - timedelta(seconds=1)).isoformat(), "reason": "relay test"})
+                    assert status == 201, clip
+                    status, mp4 = await op.get(clip["url"])
+                    assert status == 200 and mp4[4:8] == b"ftyp" and len(mp4) == clip["bytes"]
+                async with await psycopg.AsyncConnection.connect(fresh_db) as conn:
+                    cur = await conn.execute("SELECT actor FROM audit WHERE action = 'clip.export'")
+                    assert [r[0] for r in await cur.fetchall()] == ["relay-op"]
                 # without a session: refused (by the API before any relay)
                 async with aiohttp.ClientSession() as anon:
                     r2 = await anon.get(url + "/api/v1/cameras/cam-a/snapshot.jpg")
