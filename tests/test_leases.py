@@ -110,9 +110,14 @@ async def test_a_worker_takes_no_more_than_its_capacity_and_the_rest_are_reporte
     a, b = LeaseKeeper("a", ttl_s=2.0, capacity=3), LeaseKeeper("b", ttl_s=2.0)
     ca, cb = await _conn(fresh_db), await _conn(fresh_db)
     async with ca, cb:
+        await ca.execute("UPDATE cameras SET rules = '{antistatic}' WHERE id IN ('cam-07', 'cam-09')")
+        await ca.execute("UPDATE cameras SET rules = '{storage}' WHERE id = 'cam-08'")
+        await ca.commit()
         await a.register(ca)
         await a.tick(ca)
         assert len(a.held) == 3 and len(a.unassigned) == 7 and a.short == 7
+        # short of capacity: the anti-static cameras first, then those with any rule
+        assert sorted(a.held) == ["cam-07", "cam-08", "cam-09"]
         assert UNASSIGNED._value.get() == 7  # the metric an operator's alerting watches
         await b.register(cb)
         for _ in range(3):

@@ -2,8 +2,9 @@
 
 Each worker calls ``LeaseKeeper.tick()`` every ``renew_s`` seconds. A tick renews the
 worker's leases (those it lost are reported), claims free or expired cameras up to its
-fair share with ``FOR UPDATE SKIP LOCKED`` (so two workers never claim the same row),
-and gives back cameras above its share so a newly started worker gets some. A worker
+fair share with ``FOR UPDATE SKIP LOCKED`` (so two workers never claim the same row;
+anti-static cameras first, ``PRIORITY``), and gives back cameras above its share (the
+least important first) so a newly started worker gets some. A worker
 that dies stops renewing; its leases expire after ``ttl_s`` and the others take them.
 Nothing home-made where PostgreSQL gives the guarantee: the row lock decides who wins.
 
@@ -37,6 +38,11 @@ import psycopg
 from prometheus_client import Gauge
 
 log = logging.getLogger(__name__)
+
+# Which cameras a worker claims first, and gives back last, when capacity is short: those
+# watching people at the discharge post (a skipped discharge is a fire risk), then any with
+# rules, then cameras that are only recorded.
+PRIORITY = "(CASE WHEN 'antistatic' = ANY(c.rules) THEN 0 WHEN cardinality(c.rules) > 0 THEN 1 ELSE 2 END)"
 
 UNASSIGNED = Gauge("monitor_video_cameras_unassigned",
                    "active cameras no live video worker holds (every worker at its max_cameras, or none running)")
@@ -110,11 +116,14 @@ class LeaseKeeper:
         async with conn.transaction():
             await conn.execute("UPDATE video_workers SET seen_at = now() WHERE worker = %s", (self.worker,))
             cur = await conn.execute(
-                """UPDATE camera_leases SET expires_at = now() + %s::interval
-                   WHERE worker = %s AND expires_at > now() RETURNING camera_id, generation""",
+                """UPDATE camera_leases l SET expires_at = now() + %s::interval FROM cameras c
+                   WHERE c.id = l.camera_id AND l.worker = %s AND l.expires_at > now()
+                   RETURNING l.camera_id, l.generation, """ + PRIORITY + """ AS prio""",
                 (ttl, self.worker),
             )
-            renewed = {r["camera_id"]: r["generation"] for r in await cur.fetchall()}
+            rows_r = await cur.fetchall()
+            renewed = {r["camera_id"]: r["generation"] for r in rows_r}
+            prio = {r["camera_id"]: r["prio"] for r in rows_r}
             ch.lost = {c for c in self.held if renewed.get(c) != self.held[c]}
             for c in ch.lost:
                 log.warning("lease on camera %s lost by %s", c, self.worker)
@@ -143,7 +152,7 @@ class LeaseKeeper:
                     """WITH free AS (
                            SELECT l.camera_id FROM camera_leases l JOIN cameras c ON c.id = l.camera_id
                            WHERE c.active AND (l.worker IS NULL OR l.expires_at <= now())
-                           ORDER BY l.camera_id FOR UPDATE OF l SKIP LOCKED LIMIT %s)
+                           ORDER BY """ + PRIORITY + """, l.camera_id FOR UPDATE OF l SKIP LOCKED LIMIT %s)
                        UPDATE camera_leases l SET worker = %s, generation = l.generation + 1,
                               claimed_at = now(), expires_at = now() + %s::interval
                        FROM free WHERE l.camera_id = free.camera_id
@@ -154,7 +163,7 @@ class LeaseKeeper:
                     ch.gained[r["camera_id"]] = r["generation"]
                     self.held[r["camera_id"]] = r["generation"]
             elif want < 0:
-                extra = sorted(self.held)[share:]
+                extra = sorted(self.held, key=lambda c: (prio.get(c, 9), c))[share:]  # least important
                 await conn.execute(
                     """UPDATE camera_leases SET worker = NULL, expires_at = '-infinity'
                        WHERE worker = %s AND camera_id = ANY(%s)""",
