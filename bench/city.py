@@ -844,10 +844,10 @@ async def measure(cfg: Any, city: Any, services: list[Service], wall: Wall, mqtt
     # were unassigned on purpose, and said so)
     held = set(leased) if len(services) > 1 else {c.id for _, c in cfg.cameras()}
     missed_keys = {json.dumps(m, sort_keys=True, default=str) for ms in missed.values() for m in ms}
-    on_held = {r: {"planted": sum(1 for p in video if p.rule == r and p.source in held),
-                   "alerted": sum(1 for p in video if p.rule == r and p.source in held
+    on_held = {r: {"planted": sum(1 for p in planted if p.rule == r and p.source in held),
+                   "alerted": sum(1 for p in planted if p.rule == r and p.source in held
                                   and json.dumps(p.as_json(), sort_keys=True, default=str) not in missed_keys)}
-               for r in video_rules}
+               for r in (*video_rules, "camera_offline")}
 
     # frames over the soak (from its start to its end)
     def delta(name: str) -> float:
@@ -941,7 +941,7 @@ async def measure(cfg: Any, city: Any, services: list[Service], wall: Wall, mqtt
                             for r in sorted(planted_n)},
                 "missed": {r: {"n": len(v), "first": v[:5]} for r, v in missed.items()},
                 "alert_events_at_wall": len(in_window), "events_without_planted_cause": dict(unmatched),
-                "video_rules_on_cameras_analysed": on_held,
+                "camera_rules_on_cameras_a_worker_ran": on_held,
                 "wall": {"frames": wall.frames, "overflows": wall.overflows, "connects": wall.connects},
             },
             "rows": {
