@@ -29,6 +29,19 @@ async def test_migrate_applies_once_in_order(fresh_db: str) -> None:
         assert {r["path"] for r in rows} == {"plain"}
 
 
+async def test_services_starting_together_on_an_empty_database_migrate_it_once(fresh_db: str) -> None:
+    """Every process migrates at start: four at once on an empty database (an API process and
+    video workers started together) all start; the schema is made once."""
+    import asyncio
+
+    results = await asyncio.gather(*(migrate_url(fresh_db) for _ in range(4)))
+    applied = [a for a, _ in results]
+    assert sum(1 for a in applied if a) == 1  # one applied the scripts; the others found them applied
+    async with await psycopg.AsyncConnection.connect(fresh_db) as conn:
+        cur = await conn.execute("SELECT count(*) FROM schema_migrations")
+        assert (await cur.fetchone()) == (len(load_migrations()),)
+
+
 async def test_failed_migration_changes_nothing(fresh_db: str) -> None:
     async with await psycopg.AsyncConnection.connect(fresh_db, row_factory=dict_row) as conn:
         await conn.set_autocommit(True)

@@ -99,6 +99,18 @@ async def migrate(conn: psycopg.AsyncConnection[Any], *, want_timescale: bool | 
     await conn.set_autocommit(True)
     has_ts = await detect_timescale(conn) if want_timescale is None else want_timescale
     path = "timescale" if has_ts else "plain"
+    # One process at a time, from the very first statement: two services starting together
+    # on an empty database raced on CREATE TABLE IF NOT EXISTS (a unique violation on
+    # pg_type), and the loser did not start.
+    await conn.execute(f"SELECT pg_advisory_lock({LOCK_KEY})")
+    try:
+        return await _migrate_locked(conn, has_ts, path)
+    finally:
+        await conn.set_autocommit(True)
+        await conn.execute(f"SELECT pg_advisory_unlock({LOCK_KEY})")
+
+
+async def _migrate_locked(conn: psycopg.AsyncConnection[Any], has_ts: bool, path: str) -> list[str]:
     # The service may run as a role that owns nothing (docker/db/init-roles.sh): when the
     # schema is current there must be nothing here that needs CREATE or ownership.
     if has_ts and not await _exists(conn, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"):
@@ -112,7 +124,6 @@ async def migrate(conn: psycopg.AsyncConnection[Any], *, want_timescale: bool | 
                    checksum text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-    await conn.execute(f"SELECT pg_advisory_lock({LOCK_KEY})")
     applied: list[str] = []
     try:
         cur = await conn.execute("SELECT version, path FROM schema_migrations")
@@ -136,7 +147,6 @@ async def migrate(conn: psycopg.AsyncConnection[Any], *, want_timescale: bool | 
                 )
     finally:
         await conn.set_autocommit(True)
-        await conn.execute(f"SELECT pg_advisory_unlock({LOCK_KEY})")
     log.info("storage path: %s; %d migration script(s) applied", path, len(applied))
     return applied
 
