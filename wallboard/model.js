@@ -64,6 +64,20 @@ export function cameraFromEvent(ev) {
   return c.id || typeof c.camera === "string" ? normCamera(c) : null;
 }
 
+/** Only the fields a camera event carries: a state change must not blank the name, zones or
+ *  counters the camera list gave (normCamera fills what is missing with defaults). */
+export function cameraPatch(ev) {
+  const c = ev.camera && typeof ev.camera === "object" ? ev.camera : ev;
+  const id = c.id || (typeof c.camera === "string" ? c.camera : null);
+  if (!id) return null;
+  const out = { id };
+  if (c.site || c.site_id) out.site = c.site || c.site_id;
+  for (const k of ["name", "state", "reason", "since", "zones", "rules", "counters", "snapshot"]) {
+    if (c[k] !== undefined && c[k] !== null) out[k] = c[k];
+  }
+  return out;
+}
+
 export function normAlert(a) {
   return {
     id: a.id, rule: a.rule, severity: a.severity || "warning", state: a.state || "open",

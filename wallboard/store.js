@@ -1,6 +1,6 @@
 // The wall's state in memory, bounded: a wall runs for weeks, so every collection has a
 // cap and every listener an unsubscribe.
-import { alertFromEvent, alertOrder, cameraFromEvent, camerasOfSites, gunsFromEvent, normAlert, normCameras, normGuns,
+import { alertFromEvent, alertOrder, cameraFromEvent, cameraPatch, camerasOfSites, gunsFromEvent, normAlert, normCameras, normGuns,
   normSites, ACTIVE_STATES } from "./model.js";
 
 export const MAX_ALERTS = 500;
@@ -68,12 +68,18 @@ export class Store {
       this.emit("cameras", null);
       return;
     }
-    const c = cameraFromEvent(ev);
-    if (!c) return;
-    const old = this.cameras.get(c.id);
-    this.cameras.set(c.id, old ? { ...old, ...Object.fromEntries(Object.entries(c).filter(([, v]) => v !== null)),
-      reason: c.reason, since: c.since || old.since } : c);
-    this.emit("cameras", c.id);
+    const old = this.cameras.get(ev.id || (typeof ev.camera === "string" ? ev.camera : ev.camera?.id));
+    if (!old) {
+      const c = cameraFromEvent(ev);
+      if (!c) return;
+      this.cameras.set(c.id, c);
+      this.emit("cameras", c.id);
+      return;
+    }
+    const p = cameraPatch(ev);
+    if (!p) return;
+    this.cameras.set(p.id, { ...old, ...p, reason: p.reason ?? null, since: p.since || old.since });
+    this.emit("cameras", p.id);
   }
 
   setAlerts(list) {

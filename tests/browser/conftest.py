@@ -98,22 +98,34 @@ def wall_config(db: str, mqtt: str, cameras: dict[str, str] | None = None, **ove
 
 
 @asynccontextmanager
-async def wall_service(db: str, mqtt: str, cameras: dict[str, str] | None = None, **overrides: Any) -> AsyncIterator[City]:
-    """The real service (every role) on loopback, with a login per role."""
+async def wall_service(db: str, mqtt: str, cameras: dict[str, str] | None = None, *, split: bool = False,
+                       **overrides: Any) -> AsyncIterator[City]:
+    """The real service (every role) on loopback, with a login per role. ``split``: the roles
+    apart, as a real city runs them: the wall's process has ``api,control`` and a second
+    app on its own port runs the cameras (``video``), reached at its advertised address."""
     from monitor.app import build_app, wait_db_ready
+    from monitor.web.keys import ADVERTISED
 
     cfg = wall_config(db, mqtt, cameras, **overrides)
-    app = build_app(cfg)
-    runner = web.AppRunner(app, shutdown_timeout=5.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", cfg.server.port)
-    await site.start()
+    runners = []
     try:
+        if split:
+            port = free_port()
+            worker = build_app(cfg, roles=frozenset({"video"}))
+            worker[ADVERTISED] = f"http://127.0.0.1:{port}"
+            runners.append(web.AppRunner(worker, shutdown_timeout=5.0))
+            await runners[-1].setup()
+            await web.TCPSite(runners[-1], "127.0.0.1", port).start()
+        app = build_app(cfg, roles=frozenset({"api", "control"}) if split else frozenset({"api", "control", "video"}))
+        runners.append(web.AppRunner(app, shutdown_timeout=5.0))
+        await runners[-1].setup()
+        await web.TCPSite(runners[-1], "127.0.0.1", cfg.server.port).start()
         await wait_db_ready(app, 30)
         await ensure_users(db)
         yield City(f"http://127.0.0.1:{cfg.server.port}", app, cfg, db, mqtt)
     finally:
-        await asyncio.wait_for(runner.cleanup(), 20)
+        for r in reversed(runners):
+            await asyncio.wait_for(r.cleanup(), 20)
 
 
 @pytest.fixture

@@ -110,3 +110,39 @@ async def test_wall_tiles_offline_and_live_view(video_city: City, browser: Any, 
     await ctx_page.wait_for_selector(".wall", timeout=WAIT_MS)
     assert await ctx_page.locator("img.live").count() == 0
     assert screens.errors == [], screens.errors
+
+
+async def test_wall_through_the_api_with_the_cameras_on_a_video_worker(
+        wall_db: str, wall_mqtt: str, rtsp: RtspServer, browser: Any, screens: Screens) -> None:
+    """Roles apart: the wall's process runs no camera; states come from the worker through the
+    database, the tile's picture and the focused view's live stream are relayed from it."""
+    async with wall_service(wall_db, wall_mqtt, cameras={LIVE_CAM: rtsp.url(LIVE_CAM)}, split=True) as city:
+        n_cams = sum(len(s.cameras) for s in city.cfg.sites)
+        page = await open_as(browser, city, "viewer", screens)
+        await page.goto(city.base + "/#/wall")
+        await page.wait_for_function(f"document.querySelectorAll('.tile[data-camera]').length === {n_cams}",
+                                     timeout=WAIT_MS)
+        # every other camera's stream is down, as its worker saw it
+        await page.wait_for_function(f"document.querySelectorAll('.tile.offline').length === {n_cams - 1}",
+                                     timeout=WAIT_MS * 2)
+        live_tile = f".tile[data-camera={LIVE_CAM}]"
+        await page.wait_for_selector(f"{live_tile}.has-image", timeout=WAIT_MS * 2)
+        assert await _painted(page, f"{live_tile} img")
+        # the toolbar's tally follows the camera events (it stayed at the first render's before)
+        await page.wait_for_function(
+            f"document.querySelector('.toolbar .counts').textContent.includes('在线 1 · 离线 {n_cams - 1}')",
+            timeout=WAIT_MS)
+        await screens.shot(page, "wall-roles-apart")
+        await page.click(live_tile)
+        await page.wait_for_selector(".stage[data-mode=mse]", timeout=WAIT_MS)
+        await page.wait_for_function("document.querySelector('video.live').currentTime > 0.5", timeout=WAIT_MS * 2)
+        assert await _painted(page, "video.live")
+        # the camera's name and zones stay (state events from the worker carry neither)
+        name = next(c.name for s in city.cfg.sites for c in s.cameras if c.id == LIVE_CAM)
+        await page.wait_for_function(f"document.body.innerText.includes({name!r})", timeout=WAIT_MS)
+        drawn = await page.evaluate("""(() => { const c = document.querySelector('.stage canvas');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+            for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; })()""")
+        assert drawn > 100  # the zones (no detections run here)
+        await screens.shot(page, "focus-roles-apart")
+        assert screens.errors == [], screens.errors

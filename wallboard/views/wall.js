@@ -63,7 +63,14 @@ export function mount(el, { store, live, missing, navigate, query }) {
         (v) => { prefs.pageSize = Number(v); prefs.page = 0; save(); render(); })),
       h("label", { class: "check" }, h("input", { type: "checkbox", checked: prefs.overlay, name: "overlay",
         onchange: (e) => { prefs.overlay = e.target.checked; save(); render(); } }), t("wall.overlay")),
-      h("span", { class: "counts" }, t("wall.counts", { on, off: all.length - on, n: all.length })));
+      counts);
+    paintCounts(all, on);
+  }
+
+  // The toolbar's online / offline tally follows every camera event, not only full renders.
+  const counts = h("span", { class: "counts" });
+  function paintCounts(all = cameraList(), on = all.filter(({ c }) => c.state === "online").length) {
+    counts.textContent = t("wall.counts", { on, off: all.length - on, n: all.length });
   }
 
   function tile({ c, s }) {
@@ -190,7 +197,7 @@ export function mount(el, { store, live, missing, navigate, query }) {
   d.add(store.on("cameras", (id) => {
     if (id === null) { rerender(); return; }
     const rec = tiles.get(id);
-    if (rec) paintState(rec); else if (tiles.size < prefs.pageSize) rerender();
+    if (rec) { paintState(rec); paintCounts(); } else if (tiles.size < prefs.pageSize) rerender(); else paintCounts();
   }));
   d.add(store.on("sites", rerender));
   d.add(store.on("missing", rerender));
