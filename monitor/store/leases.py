@@ -31,6 +31,7 @@ import math
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,11 @@ log = logging.getLogger(__name__)
 # watching people at the discharge post (a skipped discharge is a fire risk), then any with
 # rules, then cameras that are only recorded.
 PRIORITY = "(CASE WHEN 'antistatic' = ANY(c.rules) THEN 0 WHEN cardinality(c.rules) > 0 THEN 1 ELSE 2 END)"
+
+
+def camera_priority(rules: Sequence[str]) -> int:
+    """``PRIORITY`` for a camera's rules, in Python (one process without leases)."""
+    return 0 if "antistatic" in rules else 1 if rules else 2
 
 UNASSIGNED = Gauge("monitor_video_cameras_unassigned",
                    "active cameras no live video worker holds (every worker at its max_cameras, or none running)")

@@ -69,6 +69,10 @@ def _summary(request: web.Request, cid: str) -> dict[str, Any]:
     site, cam = _camera_config(request, cid)
     view = request.app[SERVICES].get("camera-states")  # roles apart: the video workers' states
     st = view.get(cid) if view is not None else None
+    if st is None and svc is not None and cid in svc.unassigned:
+        return {"id": cam.id, "site": site.id, "name": cam.name or cam.id, "state": "unassigned",
+                "reason": "beyond media.max_cameras: not run", "since": None, "size": None, "counters": {},
+                "zones": {k: [list(p) for p in v] for k, v in cam.zones.items()}, "rules": list(cam.rules)}
     return {
         "id": cam.id, "site": site.id, "name": cam.name or cam.id,
         "state": st.state if st is not None else "unknown",

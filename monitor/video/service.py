@@ -34,7 +34,7 @@ from prometheus_client.registry import Collector
 
 from monitor.config import Config
 from monitor.store.db import Database
-from monitor.store.leases import LeaseKeeper
+from monitor.store.leases import UNASSIGNED, LeaseKeeper, camera_priority
 from monitor.tasks import TaskGroup
 from monitor.video.camera import Camera, StateChange
 from monitor.video.frame import Frame
@@ -64,6 +64,7 @@ class VideoService:
         self._running: dict[str, asyncio.Task[None]] = {}
         self.leased = False
         self.keeper: LeaseKeeper | None = None
+        self.unassigned: list[str] = []  # one process, beyond media.max_cameras: not run
         _LIVE.add(self)
 
     def _state(self, ch: StateChange) -> None:
@@ -71,11 +72,20 @@ class VideoService:
             self.on_state(ch)
 
     def start(self, tasks: TaskGroup) -> None:
-        """Run every camera (call on the event loop the consumers use)."""
+        """Run every camera, or the ``media.max_cameras`` most important ones (anti-static
+        first, as leases claim them: the rest are reported unassigned), on the event loop
+        the consumers use."""
         self.feed.bind(asyncio.get_running_loop())
         self.leased = False
-        for cam in self.cameras.values():
+        order = sorted(self.cameras.values(), key=lambda c: (camera_priority(c.cfg.rules), c.id))
+        cap = self.cfg.media.max_cameras
+        run, self.unassigned = (order, []) if cap is None else (order[:cap], [c.id for c in order[cap:]])
+        for cam in run:
             self._start_camera(tasks, cam.id)
+        UNASSIGNED.set(len(self.unassigned))
+        if self.unassigned:
+            log.warning("video: %d camera(s) beyond media.max_cameras (%d) are not run: %s; run the video role "
+                        "apart, on more workers", len(self.unassigned), cap, ", ".join(self.unassigned[:20]))
         tasks.supervise("media-retention", self._retention)
 
     def start_leased(self, tasks: TaskGroup, db: Database, db_ready: asyncio.Event, keeper: LeaseKeeper) -> None:
@@ -183,7 +193,8 @@ class VideoService:
         return sorted(self._running)
 
     def camera_states(self) -> Mapping[str, str]:
-        return {cid: self.cameras[cid].state for cid in sorted(self._running)}
+        return {**{cid: "unassigned" for cid in self.unassigned},
+                **{cid: self.cameras[cid].state for cid in sorted(self._running)}}
 
     def summaries(self) -> list[dict[str, Any]]:
         return [self.cameras[cid].summary() for cid in sorted(self._running)]

@@ -236,3 +236,29 @@ def test_media_prune(tmp_path: Path, ages: list[int], sizes: list[int], max_age:
         os.utime(p, (now - age, now - age))
     prune(tmp_path, max_age, max_bytes, now=now)
     assert len(list(tmp_path.rglob("*.mp4"))) == left
+
+
+async def test_one_process_runs_at_most_max_cameras_the_anti_static_ones_first(tmp_path: Path) -> None:
+    from monitor.config import Config
+    from monitor.store.leases import UNASSIGNED
+    from monitor.tasks import TaskGroup
+    from monitor.video.service import VideoService
+
+    dead = "rtsp://127.0.0.1:9/x"
+    post = {"discharge_post": [[0, 0], [0.2, 0], [0.2, 1]], "filling_area": [[0.5, 0], [1, 0], [1, 1]]}
+    cfg = Config.model_validate({
+        "media": {"dir": str(tmp_path), "max_cameras": 2},
+        "sites": [{"id": "st-x", "kind": "station", "storage_capacity": 10, "cameras": [
+            {"id": "a-door", "url": dead},  # recorded only
+            {"id": "b-store", "url": dead, "zones": {"storage": [[0, 0], [1, 0], [1, 1]]}, "rules": ["storage"]},
+            {"id": "c-entry", "url": dead, "zones": post, "rules": ["antistatic"]}]}],
+    })
+    svc = VideoService(cfg)
+    tasks = TaskGroup()
+    svc.start(tasks)
+    try:
+        assert svc.running == ["b-store", "c-entry"] and svc.unassigned == ["a-door"]
+        assert svc.camera_states()["a-door"] == "unassigned" and UNASSIGNED._value.get() == 1
+    finally:
+        await tasks.stop(5.0)
+        svc.close()
