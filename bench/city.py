@@ -65,6 +65,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ import aiohttp
 import psycopg
 from psycopg.rows import dict_row
 
-from bench.common import idle_reading, machine, paced, pct
+from bench.common import fire_paced, idle_reading, machine, pct
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -256,7 +257,6 @@ async def _readings(url: str, prefix: str, scales: list[tuple[str, str]], rate: 
     acked: list[tuple[str, str, str]] = []
     failed = 0
     last: dict[tuple[str, str], datetime] = {}
-    pending: set[asyncio.Task[None]] = set()
     async with aiomqtt.Client(host, int(port), identifier=f"bench-load-{uuid.uuid4().hex[:8]}",
                               max_inflight_messages=200, logger=logging.getLogger("mqtt")) as c:
 
@@ -268,18 +268,11 @@ async def _readings(url: str, prefix: str, scales: list[tuple[str, str]], rate: 
             except Exception:
                 failed += 1
 
-        t0 = time.time()
-        offered = 0
-        async for i in paced(rate, seconds):
+        def reading(i: int) -> Awaitable[None]:
             site, scale = scales[i % len(scales)]
-            ts, body = idle_reading(last, site, scale, i)
-            task = asyncio.ensure_future(one(site, scale, ts, body))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            offered = i + 1
-        wall = time.time() - t0
-        if pending:
-            await asyncio.wait(list(pending), timeout=60)
+            return one(site, scale, *idle_reading(last, site, scale, i))
+
+        offered, wall = await fire_paced(rate, seconds, reading)
     return {"offered": offered, "acked": acked, "failed": failed, "seconds": round(wall, 1),
             "cpu_s": time.process_time()}
 
@@ -300,7 +293,6 @@ async def _scans(base: str, keys: dict[str, str], codes: dict[str, list[str]], r
     accepted: list[str] = []
     refused: Counter[str] = Counter()
     lat: list[float] = []
-    pending: set[asyncio.Task[None]] = set()
     sem = asyncio.Semaphore(32)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as http:
         apps = {s: AppSim(base, keys[s], http) for s in sites}
@@ -317,20 +309,13 @@ async def _scans(base: str, keys: dict[str, str], codes: dict[str, list[str]], r
             else:
                 refused[str(status)] += 1
 
-        t0 = time.time()
-        offered = 0
-        async for i in paced(rate, seconds):
+        def posting(i: int) -> Awaitable[None]:
             pair = i // 2
             site = sites[pair % len(sites)]
             code = codes[site][(pair // len(sites)) % len(codes[site])]
-            body = scan(code, site, "prefill_check" if i % 2 == 0 else "postfill_check", operator="bench")
-            task = asyncio.ensure_future(one(site, body))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            offered = i + 1
-        wall = time.time() - t0
-        if pending:
-            await asyncio.wait(list(pending), timeout=60)
+            return one(site, scan(code, site, "prefill_check" if i % 2 == 0 else "postfill_check", operator="bench"))
+
+        offered, wall = await fire_paced(rate, seconds, posting)
     return {"offered": offered, "accepted": accepted, "refused": dict(refused), "seconds": round(wall, 1),
             "cpu_s": time.process_time(),
             "request_ms": {"p50": _pct([x * 1000 for x in lat], 0.5), "p95": _pct([x * 1000 for x in lat], 0.95),

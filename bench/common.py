@@ -9,7 +9,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,6 +52,26 @@ async def paced(rate: float, seconds: float) -> AsyncIterator[int]:
                 await asyncio.sleep(due - time.time())
         yield i
         i += 1
+
+
+async def fire_paced(rate: float, seconds: float, start: Callable[[int], Awaitable[None]], *,
+                     drain_s: float = 60.0) -> tuple[int, float]:
+    """Start ``start(i)`` at each step of ``paced`` without waiting for the earlier ones (an open
+    load: a slow service does not slow the offer), then wait at most ``drain_s`` for those still
+    running. ``start`` runs at its step; what it returns is awaited in a task. Returns (how many
+    were started, the seconds the offer took)."""
+    pending: set[asyncio.Future[None]] = set()
+    t0 = time.time()
+    offered = 0
+    async for i in paced(rate, seconds):
+        task = asyncio.ensure_future(start(i))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        offered = i + 1
+    wall = time.time() - t0
+    if pending:
+        await asyncio.wait(list(pending), timeout=drain_s)
+    return offered, wall
 
 
 def idle_reading(last: dict[tuple[str, str], datetime], site: str, scale: str, i: int) -> tuple[datetime, bytes]:
