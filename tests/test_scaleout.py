@@ -38,10 +38,9 @@ from psycopg.rows import dict_row
 
 from monitor.config import MediaConfig, load_config
 from monitor.sim.scenes import OUTLET_ZONES, STATION_ZONES, SceneSpec
-from monitor.store.migrate import migrate_url
-from monitor.store.sites import sync_sites
 from tests.detectors.clips import EXPORTS, OUTLET, WEIGHTS, clip, truth
 from tests.support.rtsp import RtspServer, gst_available
+from tests.support.services import city_database
 from tests.support.workers import PushLog, RtspViewers, VideoWorker, held_by, leases, wait_until
 
 pytestmark = [
@@ -107,10 +106,7 @@ async def test_killed_video_worker_is_taken_over_without_double_findings(
     with RtspServer(files=files, push_log=push) as srv, RtspViewers([srv.url(c) for c in files]):
         cfgfile = _config(tmp_path / "city.yaml", fresh_db, mqtt_url, {c: srv.url(c) for c in files},
                           tmp_path / "media")
-        await migrate_url(fresh_db)  # as the compose file's migrate service does
-        async with await psycopg.AsyncConnection.connect(fresh_db, row_factory=dict_row) as conn:
-            await sync_sites(conn, load_config(cfgfile))
-            await conn.commit()
+        await city_database(fresh_db, load_config(cfgfile))  # as the compose file's migrate service does
         env = {**os.environ, "DATABASE_URL": fresh_db, "MQTT_URL": mqtt_url}
         workers = [VideoWorker(cfgfile, env, log=tmp_path / f"worker-{i}.log").start() for i in (1, 2)]
         try:

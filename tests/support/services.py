@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import psycopg
@@ -77,6 +78,20 @@ def fresh_database(server_url: str, prefix: str = "monitor_test") -> Iterator[st
     finally:
         with psycopg.connect(admin, autocommit=True, connect_timeout=10) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def city_database(url: str, cfg: Any) -> None:
+    """Migrate ``url`` and register ``cfg``'s sites and cameras, as ``monitor migrate`` and a
+    service's start do (for tests whose workers or leases need the rows first)."""
+    from psycopg.rows import dict_row
+
+    from monitor.store.migrate import migrate_url
+    from monitor.store.sites import sync_sites
+
+    await migrate_url(url)
+    async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as conn:
+        await sync_sites(conn, cfg)
+        await conn.commit()
 
 
 @contextmanager

@@ -6,17 +6,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from monitor.store.db import Database
 from monitor.store.leases import LeaseKeeper
-from monitor.store.migrate import migrate_url
-from monitor.store.sites import sync_sites
 from monitor.tasks import TaskGroup
 from monitor.video.service import VideoService
 from tests.support.rtsp import RtspServer
+from tests.support.services import city_database
 from tests.video.conftest import StateWatch, video_config
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.slow]
@@ -26,10 +23,7 @@ async def test_two_workers_share_the_cameras_and_take_over(fresh_db: str, clips:
                                                           tmp_path: Path) -> None:
     with RtspServer({"a": clips["station"], "b": clips["outlet"]}) as srv:
         cfg = video_config({"cam-a": srv.url("a"), "cam-b": srv.url("b")}, tmp_path)
-        await migrate_url(fresh_db)
-        async with await psycopg.AsyncConnection.connect(fresh_db, row_factory=dict_row) as conn:
-            await sync_sites(conn, cfg)
-            await conn.commit()
+        await city_database(fresh_db, cfg)
         db = Database(fresh_db, max_size=4)
         await db.open()
         ready = asyncio.Event()

@@ -10,17 +10,13 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
-
 from monitor.app import build_app
 from monitor.store.db import Database
 from monitor.store.leases import LeaseKeeper
-from monitor.store.migrate import migrate_url
-from monitor.store.sites import sync_sites
 from monitor.video.states import StateView, StateWriter
 from tests.conftest import city_config
 from tests.support.api import logged_in, on_loopback
+from tests.support.services import city_database
 
 
 async def _until(pred: Any, limit_s: float, what: str) -> None:
@@ -34,10 +30,7 @@ async def _until(pred: Any, limit_s: float, what: str) -> None:
 async def test_a_worker_writes_states_only_under_its_lease_and_the_api_shows_them(
         fresh_db: str, mqtt_url: str) -> None:
     cfg = city_config(fresh_db, mqtt_url)
-    await migrate_url(fresh_db)
-    async with await psycopg.AsyncConnection.connect(fresh_db, row_factory=dict_row) as conn:
-        await sync_sites(conn, cfg)
-        await conn.commit()
+    await city_database(fresh_db, cfg)
     cams = sorted(c.id for _, c in cfg.cameras())
     db = Database(fresh_db, max_size=4)
     await db.open()
@@ -90,10 +83,7 @@ async def test_a_worker_writes_states_only_under_its_lease_and_the_api_shows_the
 
 async def test_the_view_publishes_changes_once_and_sees_a_takeover(fresh_db: str, mqtt_url: str) -> None:
     cfg = city_config(fresh_db, mqtt_url)
-    await migrate_url(fresh_db)
-    async with await psycopg.AsyncConnection.connect(fresh_db, row_factory=dict_row) as conn:
-        await sync_sites(conn, cfg)
-        await conn.commit()
+    await city_database(fresh_db, cfg)
     db = Database(fresh_db, max_size=4)
     await db.open()
     try:
