@@ -49,7 +49,7 @@ def setup(app: web.Application) -> None:
             writers[0].note(ch.camera, ch.state, ch.reason, ch.since, gen)
         # Only while this process may report for the camera: a camera stopped because its
         # lease moved to another worker (or may have: a paused worker) is not offline.
-        if ch.state in ("offline", "online") and svc.lease_generation(ch.camera) is not None:
+        if ch.state in ("offline", "online") and gen is not None:
             # An offline camera is a condition alert (camera_offline) that clears when it returns.
             findings.submit_nowait(Finding(
                 rule="camera_offline", site=cam.site.id, source=ch.camera, subject=ch.camera, ts=ch.since,

@@ -69,19 +69,17 @@ def _summary(request: web.Request, cid: str) -> dict[str, Any]:
     site, cam = _camera_config(request, cid)
     view = request.app[SERVICES].get("camera-states")  # roles apart: the video workers' states
     st = view.get(cid) if view is not None else None
-    if st is None and svc is not None and cid in svc.unassigned:
-        return {"id": cam.id, "site": site.id, "name": cam.name or cam.id, "state": "unassigned",
-                "reason": "beyond media.max_cameras: not run", "since": None, "size": None, "counters": {},
-                "zones": {k: [list(p) for p in v] for k, v in cam.zones.items()}, "rules": list(cam.rules)}
+    if st is not None:
+        state, reason, since, extra = st.state, st.reason, st.since, {"worker": st.worker}
+    elif svc is not None and cid in svc.unassigned:
+        state, reason, since, extra = "unassigned", "beyond media.max_cameras: not run", None, {}
+    else:
+        state, reason, since, extra = "unknown", "not run by this process", None, {}
     return {
-        "id": cam.id, "site": site.id, "name": cam.name or cam.id,
-        "state": st.state if st is not None else "unknown",
-        "reason": st.reason if st is not None else "not run by this process",
-        "since": st.since.isoformat() if st is not None and st.since else None,
-        **({"worker": st.worker} if st is not None else {}), "size": None, "counters": {},
+        "id": cam.id, "site": site.id, "name": cam.name or cam.id, "state": state, "reason": reason,
+        "since": since.isoformat() if since else None, **extra, "size": None, "counters": {},
         "zones": {k: [list(p) for p in v] for k, v in cam.zones.items()}, "rules": list(cam.rules),
     }
-
 
 @routes.get("/api/v1/cameras")
 async def list_cameras(request: web.Request) -> web.Response:
@@ -355,7 +353,7 @@ async def get_clip(request: web.Request) -> web.StreamResponse:
     path = clips_dir(request, cid) / name
     if not path.is_file():
         # roles apart, media folders not shared: the worker that cut it may still have it
-        if request.app[SERVICES].get("camera-states") is not None and (st := _holder(request)) is not None:
+        if (st := _holder(request)) is not None:
             return await _relay_http(request, st)
         raise NotFound(f"no clip {name} for camera {cid}")
     return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
