@@ -68,17 +68,11 @@ export class Store {
       this.emit("cameras", null);
       return;
     }
-    const old = this.cameras.get(ev.id || (typeof ev.camera === "string" ? ev.camera : ev.camera?.id));
-    if (!old) {
-      const c = cameraFromEvent(ev);
-      if (!c) return;
-      this.cameras.set(c.id, c);
-      this.emit("cameras", c.id);
-      return;
-    }
     const p = cameraPatch(ev);
     if (!p) return;
-    this.cameras.set(p.id, { ...old, ...p, reason: p.reason ?? null, since: p.since || old.since });
+    const old = this.cameras.get(p.id);
+    this.cameras.set(p.id, old ? { ...old, ...p, reason: p.reason ?? null, since: p.since || old.since }
+      : cameraFromEvent(ev));
     this.emit("cameras", p.id);
   }
 

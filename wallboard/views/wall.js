@@ -194,10 +194,12 @@ export function mount(el, { store, live, missing, navigate, query }) {
   d.interval(() => { for (const rec of tiles.values()) if (rec.c.state !== "online") paintState(rec); }, 15000);
   const rerender = coalesce(render);
   d.add(rerender.cancel);
+  const recount = coalesce(() => paintCounts());   // a burst of camera events: one tally
+  d.add(recount.cancel);
   d.add(store.on("cameras", (id) => {
     if (id === null) { rerender(); return; }
     const rec = tiles.get(id);
-    if (rec) { paintState(rec); paintCounts(); } else if (tiles.size < prefs.pageSize) rerender(); else paintCounts();
+    if (rec) { paintState(rec); recount(); } else if (tiles.size < prefs.pageSize) rerender(); else recount();
   }));
   d.add(store.on("sites", rerender));
   d.add(store.on("missing", rerender));
