@@ -550,7 +550,6 @@ def _top(changes: Sequence[Change]) -> str:
     return max((c.kind for c in changes), key=lambda k: _RANK[k], default="updated")
 
 
-@dataclass
 class _Fenced(Exception):
     """Some findings' camera leases no longer hold: the write is rolled back without them."""
 
