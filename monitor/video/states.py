@@ -57,7 +57,6 @@ class StateWriter:
         self.worker = worker
         self.pending: dict[str, tuple[str, str, datetime, int]] = {}  # camera -> state, reason, since, generation
         self._wake = asyncio.Event()
-        self.written = 0
         self.refused = 0  # not written: the lease had passed on
 
     def note(self, camera: str, state: str, reason: str, since: datetime, generation: int) -> None:
@@ -102,7 +101,6 @@ class StateWriter:
                     n += 1
                 else:
                     self.refused += 1
-        self.written += n
         return n
 
 
@@ -116,7 +114,6 @@ class StateView:
         self.publish = publish
         self.every_s = every_s
         self.states: dict[str, CameraState] = {}
-        self.ready = asyncio.Event()
         self._http: aiohttp.ClientSession | None = None
 
     @property
@@ -167,7 +164,6 @@ class StateView:
                                                                                 st.worker):
                 changed.append(st)
             self.states[cam] = st
-        self.ready.set()
         if self.publish is not None:
             for st in changed:
                 self.publish(st.event())
