@@ -111,6 +111,7 @@ async def migrate(conn: psycopg.AsyncConnection[Any], *, want_timescale: bool | 
 
 
 async def _migrate_locked(conn: psycopg.AsyncConnection[Any], has_ts: bool, path: str) -> list[str]:
+    """Under the lock; ``migrate`` restores autocommit and unlocks, whatever happens here."""
     # The service may run as a role that owns nothing (docker/db/init-roles.sh): when the
     # schema is current there must be nothing here that needs CREATE or ownership.
     if has_ts and not await _exists(conn, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"):
@@ -125,28 +126,25 @@ async def _migrate_locked(conn: psycopg.AsyncConnection[Any], has_ts: bool, path
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
     applied: list[str] = []
-    try:
-        cur = await conn.execute("SELECT version, path FROM schema_migrations")
-        rows = await cur.fetchall()
-        done = {(r["version"] if isinstance(r, dict) else r[0]) for r in rows}
-        paths = {(r["path"] if isinstance(r, dict) else r[1]) for r in rows}
-        if paths and path not in paths:
-            raise RuntimeError(f"database was migrated on the {paths.pop()} path, now {path}: refusing")
-        await conn.set_autocommit(False)
-        for m in load_migrations():
-            if m.version in done:
-                continue
-            for label, text in m.scripts(path):
-                log.info("applying migration %s", label)
-                await _run_script(conn, label, text)
-                applied.append(label)
-            async with conn.transaction():
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, path, checksum) VALUES (%s, %s, %s, %s)",
-                    (m.version, m.name, path, m.checksum(path)),
-                )
-    finally:
-        await conn.set_autocommit(True)
+    cur = await conn.execute("SELECT version, path FROM schema_migrations")
+    rows = await cur.fetchall()
+    done = {(r["version"] if isinstance(r, dict) else r[0]) for r in rows}
+    paths = {(r["path"] if isinstance(r, dict) else r[1]) for r in rows}
+    if paths and path not in paths:
+        raise RuntimeError(f"database was migrated on the {paths.pop()} path, now {path}: refusing")
+    await conn.set_autocommit(False)
+    for m in load_migrations():
+        if m.version in done:
+            continue
+        for label, text in m.scripts(path):
+            log.info("applying migration %s", label)
+            await _run_script(conn, label, text)
+            applied.append(label)
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, path, checksum) VALUES (%s, %s, %s, %s)",
+                (m.version, m.name, path, m.checksum(path)),
+            )
     log.info("storage path: %s; %d migration script(s) applied", path, len(applied))
     return applied
 
