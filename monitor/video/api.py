@@ -130,8 +130,7 @@ async def _relay_http(request: web.Request, st: Any) -> web.StreamResponse:
         upstream = await view.http.request(request.method, st.url + request.rel_url.path_qs, headers=headers,
                                            data=body, allow_redirects=False)
     except (aiohttp.ClientError, TimeoutError) as e:
-        raise ServiceUnavailable(f"camera {st.camera}: its video worker {st.worker} at {st.url} cannot be reached "
-                                 f"({type(e).__name__}: {e})") from e
+        raise _unreachable(st, e) from e
     async with upstream:
         if upstream.status != 200:
             return web.Response(status=upstream.status, body=await upstream.read(),
@@ -185,6 +184,11 @@ def _holder(request: web.Request) -> Any:
     return st
 
 
+def _unreachable(st: Any, e: BaseException) -> ServiceUnavailable:
+    return ServiceUnavailable(f"camera {st.camera}: its video worker {st.worker} at {st.url} cannot be reached "
+                              f"({type(e).__name__}: {e})")
+
+
 def _forwarded(request: web.Request) -> dict[str, str]:
     return {k: v for k in ("Cookie", "Authorization", "X-CSRF-Token", "Content-Type")
             if (v := request.headers.get(k))}
@@ -198,8 +202,7 @@ async def _relay_live(request: web.Request, st: Any) -> web.StreamResponse:
         up = await view.http.ws_connect(st.url + request.rel_url.path_qs, headers=_forwarded(request),
                                         heartbeat=20.0, max_msg_size=16 * 1024 * 1024)
     except (aiohttp.ClientError, TimeoutError) as e:
-        raise ServiceUnavailable(f"camera {st.camera}: its video worker {st.worker} at {st.url} cannot be reached "
-                                 f"({type(e).__name__}: {e})") from e
+        raise _unreachable(st, e) from e
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
     await ws.prepare(request)
 
